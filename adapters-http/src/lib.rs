@@ -1,0 +1,103 @@
+//! BitBurst's HTTP API, as `../shared/API.md` specifies it, on axum.
+//!
+//! [`router`] builds the whole service without a socket, so tests drive it with `tower::ServiceExt`.
+//! Request bodies are parsed into this crate's own types and converted into domain types here; every
+//! failure, including axum's own rejections, leaves as one [`ApiError`] rendered as problem+json.
+
+mod extract;
+mod handlers;
+mod problem;
+mod representation;
+
+pub use problem::ApiError;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use application::Ledger;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::routing::{get, post};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// The largest request body accepted: 16 KiB.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// How the router behaves, beyond the ledger it serves.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// How long a request may wait for the store before it is answered 503 `storage-unavailable`.
+    pub store_timeout: Duration,
+    /// What `Retry-After` tells a caller refused with 503.
+    pub retry_after: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { store_timeout: Duration::from_secs(5), retry_after: Duration::from_secs(1) }
+    }
+}
+
+/// Whether this instance still takes traffic; `/readyz` answers 503 once it drains, so a load balancer
+/// stops sending new requests while the ones in flight finish.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness {
+    draining: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    /// Marks the instance as shutting down.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the instance is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    ledger: Ledger,
+    readiness: Readiness,
+    settings: Arc<HttpSettings>,
+}
+
+impl AppState {
+    /// The state of a router serving `ledger`.
+    pub fn new(ledger: Ledger, readiness: Readiness, settings: HttpSettings) -> Self {
+        Self { ledger, readiness, settings: Arc::new(settings) }
+    }
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/users/{uid}/add", post(handlers::add))
+        .route("/users/{uid}/balance", get(handlers::balance))
+        .route("/users/{uid}/history", get(handlers::history))
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .fallback(handlers::not_found)
+        // Registered after every route, so that it covers all of them.
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let request_id = request
+                .extensions()
+                .get::<RequestId>()
+                .and_then(|id| id.header_value().to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+        }))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
+}

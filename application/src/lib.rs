@@ -1,0 +1,52 @@
+//! BitBurst's use cases: add money to a balance, read a balance, read a page of history.
+//!
+//! [`Ledger`] holds the storage port and is all that inbound adapters (HTTP) call. The rules of money
+//! live in `domain`; what this layer adds is the shape of each answer (a receipt that says whether an add
+//! was replayed, history pages that say how to reach the next one) and the tracing of each call.
+
+mod add;
+mod history;
+
+pub use add::{AddError, AddMoney, AddReceipt};
+pub use history::{HistoryView, NextPage};
+
+use std::sync::Arc;
+
+use domain::{Balance, HistoryRequest, LedgerRepository, StorageError, UserId};
+
+/// The ledger's use cases over one store.
+#[derive(Clone)]
+pub struct Ledger {
+    repository: Arc<dyn LedgerRepository>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// The use cases over `repository`.
+    pub fn new(repository: Arc<dyn LedgerRepository>) -> Self {
+        Self { repository }
+    }
+
+    /// How much money the user has; zero for a user the ledger has never seen.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn balance(&self, user_id: &UserId) -> Result<Balance, StorageError> {
+        self.repository.balance(user_id).await
+    }
+
+    /// One page of the user's history, newest first.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn history(&self, user_id: &UserId, request: HistoryRequest) -> Result<HistoryView, StorageError> {
+        let page = self.repository.history(user_id, request).await?;
+        Ok(HistoryView::new(request.page_number(), page))
+    }
+
+    /// Whether the store answers, for readiness probes.
+    pub async fn check_ready(&self) -> Result<(), StorageError> {
+        self.repository.check_ready().await
+    }
+}

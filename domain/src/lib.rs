@@ -1,0 +1,25 @@
+//! The BitBurst ledger, free of I/O.
+//!
+//! Every value here is parsed, not validated: a [`UserId`], [`Amount`], [`Balance`] or
+//! [`IdempotencyKey`] that exists obeys the rules of the API contract, so code that takes one never
+//! checks it again. [`Balance::credit`] is the one ledger rule for money coming in, and
+//! [`LedgerRepository`] is the port through which the application reaches storage.
+
+mod history;
+mod idempotency_key;
+mod money;
+mod repository;
+mod transaction;
+mod user_id;
+
+pub use history::{
+    HistoryCursor, HistoryCursorError, HistoryPage, HistoryRequest, LedgerPosition, PAGE_SIZE, PageNumber,
+    PageNumberError,
+};
+pub use idempotency_key::{IdempotencyKey, IdempotencyKeyError};
+pub use money::{Amount, AmountError, Balance, BalanceLimitExceeded, InvalidBalance, MAX_AMOUNT, MAX_BALANCE};
+#[cfg(feature = "mocks")]
+pub use repository::MockLedgerRepository;
+pub use repository::{AddOutcome, LedgerRepository, NewAdd, RecordAddError, StorageCause, StorageError};
+pub use transaction::{Transaction, TransactionId, recording_time};
+pub use user_id::{UserId, UserIdError};

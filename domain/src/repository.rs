@@ -1,0 +1,86 @@
+use std::error::Error;
+
+use async_trait::async_trait;
+
+use crate::{Amount, Balance, BalanceLimitExceeded, HistoryPage, HistoryRequest, IdempotencyKey, Transaction, UserId};
+
+/// Money to add to a user's balance, as the caller asked for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAdd {
+    /// Whose balance grows.
+    pub user_id: UserId,
+    /// By how much.
+    pub amount: Amount,
+    /// The caller's name for this transfer; with one, the add counts once however often it is sent.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// What recording an add did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddOutcome {
+    /// The money was added now; this is the new transaction.
+    Applied(Transaction),
+    /// The key had already recorded this add; this is the original transaction, unchanged.
+    Replayed(Transaction),
+}
+
+impl AddOutcome {
+    /// The transaction, new or original.
+    pub fn transaction(&self) -> &Transaction {
+        match self {
+            Self::Applied(transaction) | Self::Replayed(transaction) => transaction,
+        }
+    }
+}
+
+/// Why an add was not recorded. In every case the ledger is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordAddError {
+    /// The add would take the balance past the limit.
+    #[error(transparent)]
+    BalanceLimit(#[from] BalanceLimitExceeded),
+    /// The key already recorded an add of another amount for this user.
+    #[error("the idempotency key already recorded an add of {original_amount}")]
+    KeyReused {
+        /// The amount the key recorded first.
+        original_amount: Amount,
+    },
+    /// The store failed; whether the add happened is unknown to the caller, who may retry with its key.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The cause of a storage failure, kept for logs.
+pub type StorageCause = Box<dyn Error + Send + Sync>;
+
+/// The store could not do what was asked. Never a business rule: rules have their own errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The store cannot be reached in time (down, overloaded, timed out); trying again later may work.
+    #[error("the store could not be reached in time")]
+    Unavailable(#[source] StorageCause),
+    /// The store answered with something it should not have (a corrupt row, a broken query).
+    #[error("the store failed")]
+    Failed(#[source] StorageCause),
+}
+
+/// The ledger's storage. Every implementation has the same observable behaviour; the contract suite in
+/// `testkit` holds each one to it.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait LedgerRepository: Send + Sync {
+    /// Records an add exactly once per (user, key), atomically: the transaction and the new balance are
+    /// stored together or not at all. A repeat of a key with the same amount replays the original
+    /// transaction; with another amount it is [`RecordAddError::KeyReused`]. Adds without a key are always
+    /// new transactions.
+    async fn record_add(&self, add: NewAdd) -> Result<AddOutcome, RecordAddError>;
+
+    /// The user's balance; [`Balance::ZERO`] for a user with no transactions.
+    async fn balance(&self, user_id: &UserId) -> Result<Balance, StorageError>;
+
+    /// One page of the user's transactions, newest first, in the order the ledger recorded them.
+    async fn history(&self, user_id: &UserId, request: HistoryRequest) -> Result<HistoryPage, StorageError>;
+
+    /// Whether the store answers now.
+    async fn check_ready(&self) -> Result<(), StorageError>;
+}
