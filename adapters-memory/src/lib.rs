@@ -66,15 +66,16 @@ impl InMemoryLedger {
 impl LedgerRepository for InMemoryLedger {
     async fn record_add(&self, add: NewAdd) -> Result<AddOutcome, RecordAddError> {
         let mut shard = self.shard(&add.user_id);
-        if let Some(account) = shard.get(&add.user_id) {
-            if let Some(original) = add.idempotency_key.as_ref().and_then(|key| account.entry_index_by_key.get(key)) {
-                let original = &account.entries[*original];
-                return if original.amount == add.amount {
-                    Ok(AddOutcome::Replayed(original.clone()))
-                } else {
-                    Err(RecordAddError::KeyReused { original_amount: original.amount })
-                };
-            }
+        if let Some(account) = shard.get(&add.user_id)
+            && let Some(key) = &add.idempotency_key
+            && let Some(&index) = account.entry_index_by_key.get(key)
+        {
+            let original = &account.entries[index];
+            return if original.amount == add.amount {
+                Ok(AddOutcome::Replayed(original.clone()))
+            } else {
+                Err(RecordAddError::KeyReused { original_amount: original.amount })
+            };
         }
         let account = shard.entry(add.user_id.clone()).or_default();
         let balance_after = account.balance.credit(add.amount)?;

@@ -1,1 +1,174 @@
-//! placeholder
+//! The [`LedgerRepository`] port on PostgreSQL, through sqlx.
+//!
+//! An add is one SQL statement, so one implicit database transaction and one round trip: it upserts the
+//! user's account row (taking that row's lock, and only that lock) and inserts the entry with its
+//! `balance_after`. Exactly-once per (user, key) is the `ledger_entries_one_per_key` unique constraint,
+//! not a lock in this process, so it holds across instances. A duplicate key or a balance past the limit
+//! makes the statement fail whole, and then the existing entry is read back to answer the caller.
+//!
+//! Queries are plain `sqlx::query` rather than the checked `query!` macros: the macros need a live
+//! database or committed offline data at build time, and every statement here is exercised by the
+//! contract suite and the tests beside it against a real PostgreSQL instead.
+
+mod errors;
+mod history;
+mod record;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::{
+    AddOutcome, Balance, HistoryPage, HistoryRequest, LedgerRepository, NewAdd, RecordAddError, StorageError, UserId,
+};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool, Row};
+
+pub use errors::ConnectError;
+
+/// The schema, applied by the binary at start-up. sqlx holds an advisory lock while it migrates, so
+/// several instances starting together apply each migration once.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// How to reach PostgreSQL and how long to wait for it.
+#[derive(Clone)]
+pub struct PgSettings {
+    /// A `postgres://` URL. Never logged: it may hold a password.
+    pub url: String,
+    /// Connections this instance may hold. Instances × pool size must stay below `max_connections`.
+    pub pool_size: u32,
+    /// How long a request may wait for a free connection, or for a new one to be made.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout` for every statement of this pool.
+    pub statement_timeout: Duration,
+}
+
+impl std::fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("url", &"<redacted>")
+            .field("pool_size", &self.pool_size)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+impl PgSettings {
+    /// Settings for `url` with the defaults of the binary.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 10,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Where the settings point, without the password, for logs.
+    pub fn describe(&self) -> Result<String, ConnectError> {
+        let options = PgConnectOptions::from_str(&self.url).map_err(ConnectError::InvalidUrl)?;
+        Ok(format!(
+            "host={} port={} database={} user={}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("(default)"),
+            options.get_username()
+        ))
+    }
+}
+
+/// The ledger in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgLedger {
+    pool: PgPool,
+    connect_options: PgConnectOptions,
+}
+
+impl PgLedger {
+    /// A ledger over a pool that connects on demand: nothing is contacted here, so an unreachable database
+    /// fails requests (503) rather than start-up, and the pool heals by itself when the database returns.
+    pub fn connect_lazy(settings: &PgSettings) -> Result<Self, ConnectError> {
+        let statement_timeout = settings.statement_timeout.as_millis().to_string();
+        let options = PgConnectOptions::from_str(&settings.url)
+            .map_err(ConnectError::InvalidUrl)?
+            .application_name("bitburst")
+            .options([("statement_timeout", statement_timeout.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.pool_size)
+            .min_connections(0)
+            .acquire_timeout(settings.acquire_timeout)
+            // A ping per checkout would cost a round trip on every request; a broken connection fails its
+            // one request (503, retried by the caller with its key) and is discarded by the pool.
+            .test_before_acquire(false)
+            .idle_timeout(Duration::from_secs(60))
+            .max_lifetime(Duration::from_secs(30 * 60))
+            .connect_lazy_with(options.clone());
+        Ok(Self { pool, connect_options: options })
+    }
+
+    /// The pool, for gauges and for tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Waits until the database answers, retrying with doubling delays (capped at 5 s) for at most
+    /// `patience`. Each failed attempt is logged.
+    pub async fn wait_until_reachable(&self, patience: Duration) -> Result<(), ConnectError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut delay = Duration::from_millis(250);
+        let mut attempt = 1_u32;
+        loop {
+            // One plain connection attempt each time: the pool would retry silently until its timeout.
+            match self.connect_options.connect().await {
+                Ok(connection) => {
+                    let _ = connection.close().await;
+                    return Ok(());
+                }
+                Err(error) if tokio::time::Instant::now() + delay < deadline => {
+                    tracing::warn!(attempt, retry_in_ms = delay.as_millis(), %error, "PostgreSQL not reachable yet");
+                }
+                Err(error) => return Err(ConnectError::Unreachable { patience, source: error }),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+            attempt += 1;
+        }
+    }
+
+    /// Applies the migrations that are not applied yet.
+    pub async fn migrate(&self) -> Result<(), ConnectError> {
+        MIGRATOR.run(&self.pool).await.map_err(ConnectError::Migration)
+    }
+}
+
+#[async_trait]
+impl LedgerRepository for PgLedger {
+    #[tracing::instrument(skip_all, fields(user_id = %add.user_id))]
+    async fn record_add(&self, add: NewAdd) -> Result<AddOutcome, RecordAddError> {
+        record::record_add(&self.pool, add).await
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    async fn balance(&self, user_id: &UserId) -> Result<Balance, StorageError> {
+        let row = sqlx::query("SELECT balance FROM accounts WHERE user_id = $1")
+            .bind(user_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(errors::storage_error)?;
+        match row {
+            None => Ok(Balance::ZERO),
+            Some(row) => errors::balance_from(row.try_get("balance").map_err(errors::storage_error)?),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    async fn history(&self, user_id: &UserId, request: HistoryRequest) -> Result<HistoryPage, StorageError> {
+        history::page(&self.pool, user_id, request).await
+    }
+
+    async fn check_ready(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(errors::storage_error)
+    }
+}

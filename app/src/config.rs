@@ -1,13 +1,37 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use adapters_postgres::PgSettings;
+
 /// BitBurst's configuration: every setting is a flag and an environment variable.
-#[derive(Debug, clap::Parser)]
+#[derive(clap::Parser)]
 #[command(name = "bitburst", version, about = "BitBurst: a ledger of user balances in USD, over HTTP.")]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "BITBURST_ADDR", default_value = "0.0.0.0:8080")]
     pub addr: SocketAddr,
+
+    /// PostgreSQL to keep the ledger in, as a `postgres://` URL. Without it the ledger lives in memory
+    /// and is lost when the process stops.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// Connections to PostgreSQL this instance may hold. Instances x pool size must stay below the
+    /// server's connection limit (100 by default); put PgBouncer in front beyond that.
+    #[arg(long, env = "BITBURST_PG_POOL_SIZE", default_value_t = 10, value_name = "CONNECTIONS")]
+    pub pg_pool_size: u32,
+
+    /// How long a request waits for a PostgreSQL connection (a free one, or a new one being made).
+    #[arg(long, env = "BITBURST_PG_ACQUIRE_TIMEOUT_MS", default_value_t = 3000, value_name = "MILLISECONDS")]
+    pub pg_acquire_timeout_ms: u64,
+
+    /// PostgreSQL's statement timeout for this instance's statements.
+    #[arg(long, env = "BITBURST_PG_STATEMENT_TIMEOUT_MS", default_value_t = 5000, value_name = "MILLISECONDS")]
+    pub pg_statement_timeout_ms: u64,
+
+    /// At start-up, how long to wait for PostgreSQL to answer (retrying with backoff) before giving up.
+    #[arg(long, env = "BITBURST_DB_WAIT_MS", default_value_t = 60_000, value_name = "MILLISECONDS")]
+    pub db_wait_ms: u64,
 
     /// How long a request waits for the store before it is answered 503 storage-unavailable.
     #[arg(long, env = "BITBURST_STORE_TIMEOUT_MS", default_value_t = 5000, value_name = "MILLISECONDS")]
@@ -20,11 +44,36 @@ pub struct Config {
 }
 
 impl Config {
+    /// The PostgreSQL settings, when a database is configured.
+    pub fn postgres(&self) -> Option<PgSettings> {
+        let url = self.database_url.as_ref()?;
+        Some(PgSettings {
+            url: url.clone(),
+            pool_size: self.pg_pool_size,
+            acquire_timeout: Duration::from_millis(self.pg_acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.pg_statement_timeout_ms),
+        })
+    }
+
+    pub fn db_wait(&self) -> Duration {
+        Duration::from_millis(self.db_wait_ms)
+    }
+
     pub fn store_timeout(&self) -> Duration {
         Duration::from_millis(self.store_timeout_ms)
     }
 
     pub fn drain_grace(&self) -> Duration {
         Duration::from_millis(self.drain_grace_ms)
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("addr", &self.addr)
+            .field("database_url", &self.database_url.as_ref().map(|_| "<redacted>"))
+            .field("pg_pool_size", &self.pg_pool_size)
+            .finish_non_exhaustive()
     }
 }

@@ -28,6 +28,7 @@ macro_rules! ledger_contract_tests {
             keys_are_scoped_to_their_user,
             adds_without_a_key_are_always_new,
             an_add_past_the_balance_limit_changes_nothing,
+            a_repeat_is_replayed_even_at_the_balance_limit,
             history_is_newest_first_ten_a_page,
             keyset_pages_match_offset_pages,
             concurrent_repeats_of_one_key_apply_once,
@@ -205,6 +206,19 @@ pub async fn an_add_past_the_balance_limit_changes_nothing(subject: Subject) {
     // The refused key recorded nothing, so it is still free for another user's or a later add.
     let elsewhere = user("minnow");
     applied(&subject, add(&elsewhere, "0.01", Some("one-cent-too-many"))).await;
+}
+
+pub async fn a_repeat_is_replayed_even_at_the_balance_limit(subject: Subject) {
+    let whale = user("whale");
+    let keyed = applied(&subject, add(&whale, "1000000000", Some("first"))).await;
+    for _ in 1..1000 {
+        applied(&subject, add(&whale, "1000000000", None)).await;
+    }
+    let repeat = subject.record_add(add(&whale, "1000000000", Some("first"))).await.expect("a repeat succeeds");
+    assert_eq!(repeat, AddOutcome::Replayed(keyed), "the repeat is answered, not refused by the limit");
+    let reuse = subject.record_add(add(&whale, "5", Some("first"))).await;
+    assert!(matches!(reuse, Err(RecordAddError::KeyReused { .. })), "{reuse:?}");
+    assert_eq!(balance(&subject, &whale).await, "1000000000000.00");
 }
 
 pub async fn history_is_newest_first_ten_a_page(subject: Subject) {

@@ -1,5 +1,8 @@
 //! `spawn_app`: the real `bitburst` binary on a free port, as a deployment would run it.
 
+// Each test binary that includes this module uses a different part of it.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};

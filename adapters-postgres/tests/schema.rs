@@ -1,0 +1,131 @@
+//! What the database itself guarantees, whatever code talks to it, and how the adapter behaves when
+//! the database is shared by several instances or cannot be reached.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use adapters_postgres::{PgLedger, PgSettings};
+use domain::{AddOutcome, Amount, IdempotencyKey, LedgerRepository, NewAdd, RecordAddError, StorageError, UserId};
+use support::{ledger_on, migrated_ledger};
+
+fn keyed_add(user: &str, amount: &str, key: &str) -> NewAdd {
+    NewAdd {
+        user_id: UserId::parse(user).expect("valid user"),
+        amount: Amount::parse(amount).expect("valid amount"),
+        idempotency_key: Some(IdempotencyKey::parse(key.as_bytes()).expect("valid key")),
+    }
+}
+
+async fn sql_error(ledger: &PgLedger, sql: &str) -> String {
+    match sqlx::raw_sql(sql).execute(ledger.pool()).await {
+        Ok(_) => panic!("the database accepted: {sql}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn ledger_entries_are_never_changed_or_removed() {
+    let Some((_database, ledger)) = migrated_ledger().await else { return };
+    ledger.record_add(keyed_add("gopal", "10", "k1")).await.expect("add succeeds");
+    for sql in
+        ["UPDATE ledger_entries SET amount = 1000", "DELETE FROM ledger_entries", "TRUNCATE ledger_entries CASCADE"]
+    {
+        let error = sql_error(&ledger, sql).await;
+        assert!(error.contains("never changed or removed"), "{sql}: {error}");
+    }
+    let balance = ledger.balance(&UserId::parse("gopal").expect("valid")).await.expect("balance");
+    assert_eq!(balance.to_string(), "10.00");
+}
+
+#[tokio::test]
+async fn the_database_refuses_money_that_breaks_the_rules() {
+    let Some((_database, ledger)) = migrated_ledger().await else { return };
+    sqlx::raw_sql("INSERT INTO accounts (user_id, balance) VALUES ('gopal', 0)")
+        .execute(ledger.pool())
+        .await
+        .expect("an empty account is fine");
+    for (sql, constraint) in [
+        ("UPDATE accounts SET balance = 1000000000000.01", "accounts_balance_within_limit"),
+        ("UPDATE accounts SET balance = -0.01", "accounts_balance_within_limit"),
+        ("INSERT INTO accounts (user_id, balance) VALUES ('bad user', 0)", "accounts_user_id_shape"),
+        (
+            "INSERT INTO ledger_entries (id, user_id, amount, balance_after) VALUES (gen_random_uuid(), 'gopal', 0, 0)",
+            "ledger_entries_amount_valid",
+        ),
+        (
+            "INSERT INTO ledger_entries (id, user_id, amount, balance_after) VALUES (gen_random_uuid(), 'gopal', -5, 5)",
+            "ledger_entries_amount_valid",
+        ),
+        (
+            "INSERT INTO ledger_entries (id, user_id, amount, balance_after) VALUES (gen_random_uuid(), 'nobody', 5, 5)",
+            "ledger_entries_user_id_fkey",
+        ),
+    ] {
+        let error = sql_error(&ledger, sql).await;
+        assert!(error.contains(constraint), "{sql}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn two_instances_on_one_database_never_count_a_key_twice() {
+    let Some((database, first_instance)) = migrated_ledger().await else { return };
+    let second_instance = ledger_on(&database.url);
+    let instances: [Arc<dyn LedgerRepository>; 2] = [Arc::new(first_instance), Arc::new(second_instance)];
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let instance = Arc::clone(&instances[n % 2]);
+            tokio::spawn(
+                async move { instance.record_add(keyed_add("shared", "7.77", &format!("k-{}", n % 10))).await },
+            )
+        })
+        .collect();
+    let mut applied = 0;
+    for task in tasks {
+        match task.await.expect("the task ran").expect("every add succeeds") {
+            AddOutcome::Applied(_) => applied += 1,
+            AddOutcome::Replayed(_) => {}
+        }
+    }
+    assert_eq!(applied, 10, "one transaction per distinct key, whichever instance got it");
+    let balance = instances[1].balance(&UserId::parse("shared").expect("valid")).await.expect("balance");
+    assert_eq!(balance.to_string(), "77.70");
+}
+
+#[tokio::test]
+async fn instances_migrating_at_once_apply_the_schema_once() {
+    let Some(database) = testkit::postgres::fresh_database().await else { return };
+    let migrations: Vec<_> = (0..4)
+        .map(|_| {
+            let ledger = ledger_on(&database.url);
+            tokio::spawn(async move { ledger.migrate().await })
+        })
+        .collect();
+    for migration in migrations {
+        migration.await.expect("the task ran").expect("every instance's migration succeeds");
+    }
+    let ledger = ledger_on(&database.url);
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(ledger.pool())
+        .await
+        .expect("the migrations table exists");
+    assert_eq!(usize::try_from(applied).expect("small"), adapters_postgres::MIGRATOR.iter().count());
+    ledger.record_add(keyed_add("gopal", "1", "k")).await.expect("the schema works");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_unavailable_within_the_acquire_timeout() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("bound").port();
+    let mut settings = PgSettings::new(format!("postgres://nobody@127.0.0.1:{closed_port}/none"));
+    settings.acquire_timeout = Duration::from_secs(1);
+    let ledger = PgLedger::connect_lazy(&settings).expect("a valid URL");
+    let started = Instant::now();
+    let result = ledger.record_add(keyed_add("gopal", "1", "k")).await;
+    assert!(
+        matches!(result, Err(RecordAddError::Storage(StorageError::Unavailable(_)))),
+        "an unreachable store is unavailable, not a business error: {result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "answered in {:?}", started.elapsed());
+    assert!(matches!(ledger.check_ready().await, Err(StorageError::Unavailable(_))));
+}
