@@ -75,3 +75,16 @@ pub fn balance_from(value: Decimal) -> Result<Balance, StorageError> {
 pub fn amount_from(value: Decimal) -> Result<Amount, StorageError> {
     Amount::from_decimal(value).map_err(|invalid| StorageError::Failed(Box::new(invalid)))
 }
+
+/// A statement that failed, or a row that came back breaking the rules.
+#[derive(Debug)]
+pub enum Failure {
+    Sql(sqlx::Error),
+    Corrupt(StorageError),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Sql(error)
+    }
+}

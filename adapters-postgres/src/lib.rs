@@ -1,16 +1,24 @@
 //! The [`LedgerRepository`] port on PostgreSQL, through sqlx.
 //!
-//! An add is one SQL statement, so one implicit database transaction and one round trip: it upserts the
-//! user's account row (taking that row's lock, and only that lock) and inserts the entry with its
-//! `balance_after`. Exactly-once per (user, key) is the `ledger_entries_one_per_key` unique constraint,
-//! not a lock in this process, so it holds across instances. A duplicate key or a balance past the limit
-//! makes the statement fail whole, and then the existing entry is read back to answer the caller.
+//! Adds go through group commit ([`GroupCommitSettings`]): concurrent adds are recorded together in one
+//! database transaction with one COMMIT, each keeping the meaning it would have alone. An add that finds
+//! the service idle is recorded alone, by one statement: it upserts the user's account row (taking that
+//! row's lock, and only that lock) and inserts the entry with its `balance_after`.
+//!
+//! Exactly-once per (user, key) is the `ledger_entries_one_per_key` unique constraint, not a lock in this
+//! process, so it holds across instances. Every writer takes the user's account row lock before it looks
+//! for or inserts a key, so a key recorded by another instance is seen, not raced. A duplicate key or a
+//! balance past the limit fails a single statement whole, and then the existing entry is read back to
+//! answer the caller; a batch reads the batch's keys after locking its accounts and plans around them.
 //!
 //! Queries are plain `sqlx::query` rather than the checked `query!` macros: the macros need a live
 //! database or committed offline data at build time, and every statement here is exercised by the
 //! contract suite and the tests beside it against a real PostgreSQL instead.
 
+mod batch;
+mod batch_plan;
 mod errors;
+mod group_commit;
 mod history;
 mod record;
 
@@ -26,6 +34,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool, Row};
 
 pub use errors::ConnectError;
+pub use group_commit::GroupCommitSettings;
+
+use group_commit::GroupCommitter;
 
 /// The schema, applied by the binary at start-up. sqlx holds an advisory lock while it migrates, so
 /// several instances starting together apply each migration once.
@@ -42,6 +53,8 @@ pub struct PgSettings {
     pub acquire_timeout: Duration,
     /// PostgreSQL's `statement_timeout` for every statement of this pool.
     pub statement_timeout: Duration,
+    /// How concurrent adds share transactions.
+    pub group_commit: GroupCommitSettings,
 }
 
 impl std::fmt::Debug for PgSettings {
@@ -51,6 +64,7 @@ impl std::fmt::Debug for PgSettings {
             .field("pool_size", &self.pool_size)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field("group_commit", &self.group_commit)
             .finish()
     }
 }
@@ -63,6 +77,7 @@ impl PgSettings {
             pool_size: 10,
             acquire_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(5),
+            group_commit: GroupCommitSettings::default(),
         }
     }
 
@@ -84,10 +99,12 @@ impl PgSettings {
 pub struct PgLedger {
     pool: PgPool,
     connect_options: PgConnectOptions,
+    committer: GroupCommitter,
 }
 
 impl PgLedger {
-    /// A ledger over a pool that connects on demand: nothing is contacted here, so an unreachable database
+    /// A ledger over a pool that connects on demand, with its group-commit workers started on the current
+    /// tokio runtime: nothing is contacted here, so an unreachable database
     /// fails requests (503) rather than start-up, and the pool heals by itself when the database returns.
     pub fn connect_lazy(settings: &PgSettings) -> Result<Self, ConnectError> {
         let statement_timeout = settings.statement_timeout.as_millis().to_string();
@@ -105,7 +122,8 @@ impl PgLedger {
             .idle_timeout(Duration::from_secs(60))
             .max_lifetime(Duration::from_secs(30 * 60))
             .connect_lazy_with(options.clone());
-        Ok(Self { pool, connect_options: options })
+        let committer = GroupCommitter::start(&pool, settings.group_commit);
+        Ok(Self { pool, connect_options: options, committer })
     }
 
     /// The pool, for gauges and for tests.
@@ -147,7 +165,7 @@ impl PgLedger {
 impl LedgerRepository for PgLedger {
     #[tracing::instrument(skip_all, fields(user_id = %add.user_id))]
     async fn record_add(&self, add: NewAdd) -> Result<AddOutcome, RecordAddError> {
-        record::record_add(&self.pool, add).await
+        self.committer.record(add).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]

@@ -10,7 +10,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use crate::errors::{amount_from, balance_from, is_retryable_conflict, storage_error, violated_constraint};
+use crate::errors::{Failure, amount_from, balance_from, is_retryable_conflict, storage_error, violated_constraint};
 
 /// The columns every query of entries reads, in the order [`entry_from_row`] expects.
 pub const ENTRY_COLUMNS: &str = "seq, id, user_id, amount, balance_after, created_at";
@@ -40,8 +40,8 @@ pub async fn record_add(pool: &PgPool, add: NewAdd) -> Result<AddOutcome, Record
     loop {
         let error = match insert_entry(pool, &add).await {
             Ok(transaction) => return Ok(AddOutcome::Applied(transaction)),
-            Err(InsertFailure::Storage(storage)) => return Err(storage.into()),
-            Err(InsertFailure::Sql(error)) => error,
+            Err(Failure::Corrupt(storage)) => return Err(storage.into()),
+            Err(Failure::Sql(error)) => error,
         };
         if is_retryable_conflict(&error) && attempt < MAX_ATTEMPTS {
             attempt += 1;
@@ -72,21 +72,15 @@ pub async fn record_add(pool: &PgPool, add: NewAdd) -> Result<AddOutcome, Record
     }
 }
 
-enum InsertFailure {
-    Sql(sqlx::Error),
-    Storage(StorageError),
-}
-
-async fn insert_entry(pool: &PgPool, add: &NewAdd) -> Result<Transaction, InsertFailure> {
+async fn insert_entry(pool: &PgPool, add: &NewAdd) -> Result<Transaction, Failure> {
     let row = sqlx::query(RECORD_ADD)
         .bind(add.user_id.as_str())
         .bind(add.amount.as_decimal())
         .bind(TransactionId::new_v7().as_uuid())
         .bind(add.idempotency_key.as_ref().map(IdempotencyKey::as_str))
         .fetch_one(pool)
-        .await
-        .map_err(InsertFailure::Sql)?;
-    entry_from_row(&row).map(|(_, transaction)| transaction).map_err(InsertFailure::Storage)
+        .await?;
+    entry_from_row(&row).map(|(_, transaction)| transaction).map_err(Failure::Corrupt)
 }
 
 fn replay_or_reuse(original: Transaction, amount: Amount) -> Result<AddOutcome, RecordAddError> {

@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use adapters_postgres::PgSettings;
+use adapters_postgres::{GroupCommitSettings, PgSettings};
 
 /// BitBurst's configuration: every setting is a flag and an environment variable.
 #[derive(clap::Parser)]
@@ -29,6 +29,14 @@ pub struct Config {
     #[arg(long, env = "BITBURST_PG_STATEMENT_TIMEOUT_MS", default_value_t = 5000, value_name = "MILLISECONDS")]
     pub pg_statement_timeout_ms: u64,
 
+    /// Group commit: how many batches of adds may be in flight at once (each holds a connection).
+    #[arg(long, env = "BITBURST_PG_BATCH_WORKERS", default_value_t = 4, value_name = "BATCHES")]
+    pub pg_batch_workers: usize,
+
+    /// Group commit: the most adds recorded in one database transaction.
+    #[arg(long, env = "BITBURST_PG_BATCH_MAX", default_value_t = 256, value_name = "ADDS")]
+    pub pg_batch_max: usize,
+
     /// At start-up, how long to wait for PostgreSQL to answer (retrying with backoff) before giving up.
     #[arg(long, env = "BITBURST_DB_WAIT_MS", default_value_t = 60_000, value_name = "MILLISECONDS")]
     pub db_wait_ms: u64,
@@ -52,6 +60,7 @@ impl Config {
             pool_size: self.pg_pool_size,
             acquire_timeout: Duration::from_millis(self.pg_acquire_timeout_ms),
             statement_timeout: Duration::from_millis(self.pg_statement_timeout_ms),
+            group_commit: GroupCommitSettings { workers: self.pg_batch_workers, max_batch: self.pg_batch_max },
         })
     }
 

@@ -1,0 +1,338 @@
+//! Recording a batch of adds in one database transaction: lock the batch's accounts (in user order, so
+//! concurrent batches cannot deadlock), read the entries already recorded under its keys, plan every add
+//! in memory with the ledger's rules, then insert all entries with one `UNNEST` and write each touched
+//! balance once. One COMMIT answers the whole batch.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use domain::{AddOutcome, Balance, IdempotencyKey, NewAdd, RecordAddError, StorageError, Transaction, UserId};
+use rust_decimal::Decimal;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Row, Transaction as DbTransaction};
+use uuid::Uuid;
+
+use crate::batch_plan::{PlannedEntry, plan};
+use crate::errors::{Failure, balance_from, is_retryable_conflict};
+use crate::record::{ENTRY_COLUMNS, entry_from_row};
+
+const LOCK_ACCOUNTS: &str = "SELECT user_id, balance FROM accounts WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
+
+const CREATE_ACCOUNTS: &str = "INSERT INTO accounts (user_id, balance)
+SELECT user_id, 0 FROM unnest($1::text[]) AS user_id ORDER BY user_id
+ON CONFLICT (user_id) DO NOTHING";
+
+const INSERT_ENTRIES: &str = "INSERT INTO ledger_entries (id, user_id, amount, balance_after, idempotency_key)
+SELECT id, user_id, amount, balance_after, idempotency_key
+FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::numeric[], $5::text[])
+     WITH ORDINALITY AS entry (id, user_id, amount, balance_after, idempotency_key, position)
+ORDER BY position
+RETURNING id, created_at";
+
+const WRITE_BALANCES: &str = "UPDATE accounts AS account SET balance = written.balance, updated_at = now()
+FROM unnest($1::text[], $2::numeric[]) AS written (user_id, balance)
+WHERE account.user_id = written.user_id";
+
+/// How often a batch that lost a race (a deadlock, or a key recorded concurrently by a writer that does
+/// not lock the account first) is run again before its adds are answered with a storage error.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Records `adds` together; the answers are in the order of `adds`. `Err` fails every add of the batch
+/// (nothing of it was recorded), and only this batch.
+pub async fn record_batch(pool: &PgPool, adds: &[NewAdd]) -> Result<Vec<Result<AddOutcome, RecordAddError>>, Failure> {
+    let mut attempt = 1;
+    loop {
+        match try_batch(pool, adds).await {
+            Err(Failure::Sql(error)) if retry_worthy(&error) && attempt < MAX_ATTEMPTS => {
+                tracing::debug!(attempt, %error, "batch lost a race; running it again");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn retry_worthy(error: &sqlx::Error) -> bool {
+    is_retryable_conflict(error) || crate::errors::violated_constraint(error) == Some("ledger_entries_one_per_key")
+}
+
+async fn try_batch(pool: &PgPool, adds: &[NewAdd]) -> Result<Vec<Result<AddOutcome, RecordAddError>>, Failure> {
+    let mut users: Vec<&str> = adds.iter().map(|add| add.user_id.as_str()).collect();
+    users.sort_unstable();
+    users.dedup();
+
+    let mut transaction = pool.begin().await?;
+    let mut balances = lock_accounts(&mut transaction, &users).await?;
+    let missing: Vec<&str> = users.iter().copied().filter(|user| !balances.contains_key(*user)).collect();
+    if !missing.is_empty() {
+        sqlx::query(CREATE_ACCOUNTS).bind(&missing).execute(&mut *transaction).await?;
+        balances.extend(lock_accounts(&mut transaction, &missing).await?);
+    }
+    let balances: HashMap<UserId, Balance> =
+        adds.iter().filter_map(|add| Some((add.user_id.clone(), *balances.get(add.user_id.as_str())?))).collect();
+    let recorded = recorded_under_keys(&mut transaction, adds).await?;
+
+    let plan = plan(adds, &balances, &recorded);
+    let inserted = insert_entries(&mut transaction, &plan.entries).await?;
+    if !plan.final_balances.is_empty() {
+        let (users, amounts): (Vec<&str>, Vec<Decimal>) =
+            plan.final_balances.iter().map(|(user, balance)| (user.as_str(), balance.as_decimal())).unzip();
+        sqlx::query(WRITE_BALANCES).bind(users).bind(amounts).execute(&mut *transaction).await?;
+    }
+    transaction.commit().await?;
+    Ok(plan.into_outcomes(&inserted))
+}
+
+async fn lock_accounts(
+    transaction: &mut DbTransaction<'_, Postgres>,
+    users: &[&str],
+) -> Result<HashMap<String, Balance>, Failure> {
+    let rows = sqlx::query(LOCK_ACCOUNTS).bind(users).fetch_all(&mut **transaction).await?;
+    rows.iter()
+        .map(|row: &PgRow| {
+            let user: String = row.try_get("user_id")?;
+            let balance = balance_from(row.try_get("balance")?).map_err(Failure::Corrupt)?;
+            Ok((user, balance))
+        })
+        .collect()
+}
+
+async fn recorded_under_keys(
+    transaction: &mut DbTransaction<'_, Postgres>,
+    adds: &[NewAdd],
+) -> Result<HashMap<(UserId, IdempotencyKey), Transaction>, Failure> {
+    let (users, keys): (Vec<&str>, Vec<&str>) =
+        adds.iter().filter_map(|add| Some((add.user_id.as_str(), add.idempotency_key.as_ref()?.as_str()))).unzip();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS}, idempotency_key FROM ledger_entries
+         JOIN unnest($1::text[], $2::text[]) AS wanted (wanted_user, wanted_key)
+           ON user_id = wanted_user AND idempotency_key = wanted_key"
+    );
+    let rows = sqlx::query(&sql).bind(users).bind(keys).fetch_all(&mut **transaction).await?;
+    rows.iter()
+        .map(|row| {
+            let (_, transaction) = entry_from_row(row).map_err(Failure::Corrupt)?;
+            let key: String = row.try_get("idempotency_key")?;
+            let key = IdempotencyKey::parse(key.as_bytes()).map_err(|invalid| Failure::Corrupt(corrupt(invalid)))?;
+            Ok(((transaction.user_id.clone(), key), transaction))
+        })
+        .collect()
+}
+
+/// Inserts the planned entries; the transactions they became, in the same order.
+async fn insert_entries(
+    transaction: &mut DbTransaction<'_, Postgres>,
+    entries: &[PlannedEntry],
+) -> Result<Vec<Transaction>, Failure> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = entries.iter().map(|entry| entry.id.as_uuid()).collect();
+    let users: Vec<&str> = entries.iter().map(|entry| entry.user_id.as_str()).collect();
+    let amounts: Vec<Decimal> = entries.iter().map(|entry| entry.amount.as_decimal()).collect();
+    let balances_after: Vec<Decimal> = entries.iter().map(|entry| entry.balance_after.as_decimal()).collect();
+    let keys: Vec<Option<&str>> =
+        entries.iter().map(|entry| entry.idempotency_key.as_ref().map(IdempotencyKey::as_str)).collect();
+    let rows = sqlx::query(INSERT_ENTRIES)
+        .bind(&ids)
+        .bind(users)
+        .bind(amounts)
+        .bind(balances_after)
+        .bind(keys)
+        .fetch_all(&mut **transaction)
+        .await?;
+    let mut created_at_by_id = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let id: Uuid = row.try_get("id")?;
+        created_at_by_id.insert(id, row.try_get::<chrono::DateTime<chrono::Utc>, _>("created_at")?);
+    }
+    entries
+        .iter()
+        .map(|entry| {
+            let created_at = *created_at_by_id.get(&entry.id.as_uuid()).ok_or_else(|| {
+                Failure::Corrupt(corrupt(format!("entry {} was not returned by its INSERT", entry.id)))
+            })?;
+            Ok(Transaction {
+                id: entry.id,
+                user_id: entry.user_id.clone(),
+                amount: entry.amount,
+                balance_after: entry.balance_after,
+                created_at,
+            })
+        })
+        .collect()
+}
+
+fn corrupt(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StorageError {
+    StorageError::Failed(cause.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use domain::{Amount, HistoryPage, HistoryRequest, LedgerRepository, PageNumber};
+
+    use super::*;
+    use crate::{PgLedger, PgSettings};
+
+    async fn ledger() -> Option<PgLedger> {
+        let database = testkit::postgres::fresh_database().await?;
+        let ledger = PgLedger::connect_lazy(&PgSettings::new(&database.url)).expect("a valid URL");
+        ledger.migrate().await.expect("the migrations apply");
+        Some(ledger)
+    }
+
+    fn add(user_id: &str, amount: &str, key: Option<&str>) -> NewAdd {
+        NewAdd {
+            user_id: UserId::parse(user_id).expect("valid"),
+            amount: Amount::parse(amount).expect("valid"),
+            idempotency_key: key.map(|k| IdempotencyKey::parse(k.as_bytes()).expect("valid")),
+        }
+    }
+
+    fn describe(answer: &Result<AddOutcome, RecordAddError>) -> String {
+        match answer {
+            Ok(AddOutcome::Applied(t)) => format!("applied {} -> {}", t.amount, t.balance_after),
+            Ok(AddOutcome::Replayed(t)) => format!("replayed {} -> {}", t.amount, t.balance_after),
+            Err(RecordAddError::KeyReused { original_amount }) => format!("reused {original_amount}"),
+            Err(RecordAddError::BalanceLimit(_)) => "limit".to_owned(),
+            Err(RecordAddError::Storage(error)) => format!("storage {error}"),
+        }
+    }
+
+    async fn history(ledger: &PgLedger, user: &str) -> HistoryPage {
+        let user = UserId::parse(user).expect("valid");
+        ledger.history(&user, HistoryRequest::Page(PageNumber::FIRST)).await.expect("history")
+    }
+
+    async fn balance(ledger: &PgLedger, user: &str) -> String {
+        ledger.balance(&UserId::parse(user).expect("valid")).await.expect("balance").to_string()
+    }
+
+    #[tokio::test]
+    async fn each_add_of_a_batch_gets_the_answer_it_would_get_alone() {
+        let Some(ledger) = ledger().await else { return };
+        ledger.record_add(add("a", "7", Some("old"))).await.expect("recorded before the batch");
+        let batch = [
+            add("a", "1", Some("k1")),
+            add("a", "2", Some("k1")),
+            add("a", "1", Some("k1")),
+            add("b", "5", None),
+            add("a", "7", Some("old")),
+            add("a", "8", Some("old")),
+            add("a", "1000000000", None),
+            add("a", "3", None),
+        ];
+        let answers = record_batch(ledger.pool(), &batch).await.expect("the batch commits");
+        let described: Vec<String> = answers.iter().map(describe).collect();
+        assert_eq!(
+            described,
+            [
+                "applied 1.00 -> 8.00",
+                "reused 1.00",
+                "replayed 1.00 -> 8.00",
+                "applied 5.00 -> 5.00",
+                "replayed 7.00 -> 7.00",
+                "reused 7.00",
+                "applied 1000000000.00 -> 1000000008.00",
+                "applied 3.00 -> 1000000011.00",
+            ]
+        );
+        assert_eq!(balance(&ledger, "a").await, "1000000011.00");
+        assert_eq!(balance(&ledger, "b").await, "5.00");
+        let afters: Vec<String> =
+            history(&ledger, "a").await.transactions.iter().map(|t| t.balance_after.to_string()).collect();
+        assert_eq!(afters, ["1000000011.00", "1000000008.00", "8.00", "7.00"], "newest first, in batch order");
+    }
+
+    #[tokio::test]
+    async fn an_add_past_the_limit_fails_alone_inside_a_batch() {
+        let Some(ledger) = ledger().await else { return };
+        let fill: Vec<NewAdd> = (0..999).map(|_| add("whale", "1000000000", None)).collect();
+        record_batch(ledger.pool(), &fill).await.expect("the batch commits");
+        let batch = [add("whale", "1000000000", None), add("whale", "0.01", None), add("minnow", "1", None)];
+        let described: Vec<String> =
+            record_batch(ledger.pool(), &batch).await.expect("the batch commits").iter().map(describe).collect();
+        assert_eq!(described, ["applied 1000000000.00 -> 1000000000000.00", "limit", "applied 1.00 -> 1.00"]);
+        assert_eq!(balance(&ledger, "whale").await, "1000000000000.00");
+    }
+
+    #[tokio::test]
+    async fn a_batch_writes_each_balance_row_once() {
+        let Some(ledger) = ledger().await else { return };
+        record_batch(ledger.pool(), &[add("hot", "1", None), add("warm", "1", None)]).await.expect("commits");
+        sqlx::raw_sql(
+            "CREATE TABLE account_writes (user_id text);
+             CREATE FUNCTION count_account_write() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN INSERT INTO account_writes VALUES (NEW.user_id); RETURN NEW; END $$;
+             CREATE TRIGGER count_account_writes AFTER UPDATE ON accounts
+             FOR EACH ROW EXECUTE FUNCTION count_account_write();",
+        )
+        .execute(ledger.pool())
+        .await
+        .expect("the counting trigger installs");
+        let mut batch: Vec<NewAdd> = (0..50).map(|_| add("hot", "0.01", None)).collect();
+        batch.extend((0..10).map(|_| add("warm", "0.10", None)));
+        record_batch(ledger.pool(), &batch).await.expect("commits");
+        let writes: Vec<(String, i64)> =
+            sqlx::query_as("SELECT user_id, count(*) FROM account_writes GROUP BY user_id ORDER BY user_id")
+                .fetch_all(ledger.pool())
+                .await
+                .expect("counted");
+        assert_eq!(writes, [("hot".to_owned(), 1), ("warm".to_owned(), 1)]);
+        assert_eq!(balance(&ledger, "hot").await, "1.50");
+        assert_eq!(balance(&ledger, "warm").await, "2.00");
+    }
+
+    #[tokio::test]
+    async fn a_database_error_fails_its_batch_whole_and_no_other() {
+        let Some(ledger) = ledger().await else { return };
+        sqlx::raw_sql(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.user_id = 'poison' THEN RAISE EXCEPTION 'poisoned batch'; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER refuse_poison BEFORE INSERT ON ledger_entries
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+        )
+        .execute(ledger.pool())
+        .await
+        .expect("the failing trigger installs");
+        let poisoned = [add("a", "1", Some("k")), add("poison", "1", None), add("b", "1", None)];
+        let failed = record_batch(ledger.pool(), &poisoned).await;
+        assert!(matches!(failed, Err(Failure::Sql(_))), "{failed:?}");
+        assert_eq!(balance(&ledger, "a").await, "0.00", "nothing of the failed batch was recorded");
+        assert_eq!(balance(&ledger, "b").await, "0.00");
+        let retried = record_batch(ledger.pool(), &[add("a", "1", Some("k")), add("b", "1", None)]).await;
+        let described: Vec<String> = retried.expect("the next batch commits").iter().map(describe).collect();
+        assert_eq!(described, ["applied 1.00 -> 1.00", "applied 1.00 -> 1.00"], "a retry with the key counts once");
+    }
+
+    #[tokio::test]
+    async fn concurrent_batches_over_the_same_users_neither_deadlock_nor_lose_money() {
+        let Some(ledger) = ledger().await else { return };
+        let ledger = Arc::new(ledger);
+        let users = ["u1", "u2", "u3", "u4", "u5"];
+        let tasks: Vec<_> = (0..16)
+            .map(|task| {
+                let ledger = Arc::clone(&ledger);
+                tokio::spawn(async move {
+                    // Each batch names the users in another order; locks are still taken in one order.
+                    let batch: Vec<NewAdd> =
+                        (0..25).map(|i| add(users[(i * 3 + task) % users.len()], "1", None)).collect();
+                    record_batch(ledger.pool(), &batch).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            let answers = task.await.expect("the task ran").expect("the batch commits");
+            assert!(answers.iter().all(|answer| matches!(answer, Ok(AddOutcome::Applied(_)))));
+        }
+        for user in users {
+            assert_eq!(balance(&ledger, user).await, "80.00", "{user}: 16 batches x 5 adds of 1");
+        }
+    }
+}
