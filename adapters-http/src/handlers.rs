@@ -10,7 +10,7 @@ use domain::StorageError;
 
 use crate::extract::{AddAmount, HistoryQuery, IdempotencyKeyHeader, UserPath};
 use crate::representation::{BalanceBody, HistoryBody, StatusBody, TransactionBody};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, metrics};
 
 const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
@@ -28,8 +28,14 @@ impl IntoApiError for StorageError {
 impl IntoApiError for AddError {
     fn into_api_error(self, retry_after: Duration) -> ApiError {
         match self {
-            AddError::BalanceLimit(exceeded) => ApiError::BalanceLimit(exceeded),
-            AddError::KeyReused { original_amount } => ApiError::IdempotencyKeyReused { original_amount },
+            AddError::BalanceLimit(exceeded) => {
+                metrics::add_refused("balance_limit");
+                ApiError::BalanceLimit(exceeded)
+            }
+            AddError::KeyReused { original_amount } => {
+                metrics::add_refused("idempotency_key_reused");
+                ApiError::IdempotencyKeyReused { original_amount }
+            }
             AddError::Storage(storage) => ApiError::from_storage(storage, retry_after),
         }
     }
@@ -43,10 +49,52 @@ async fn within_store_timeout<T, E: IntoApiError>(
     let retry_after = state.settings.retry_after;
     match tokio::time::timeout(state.settings.store_timeout, call).await {
         Ok(result) => result.map_err(|error| error.into_api_error(retry_after)),
-        Err(_elapsed) => Err(ApiError::StorageUnavailable { cause: None, retry_after }),
+        Err(_elapsed) => {
+            metrics::store_error("timeout");
+            Err(ApiError::StorageUnavailable { cause: None, retry_after })
+        }
     }
 }
 
+/// Adds money to a user's balance, once per `Idempotency-Key`.
+///
+/// Answers the recorded transaction. A repeat with the same user, key and amount (later, concurrently, or on
+/// another instance) adds nothing and answers the same transaction with `Idempotent-Replayed: true`.
+#[utoipa::path(
+    post,
+    path = "/users/{uid}/add",
+    operation_id = "add",
+    tag = "ledger",
+    params(crate::openapi::UserIdParam, crate::openapi::IdempotencyKeyParam),
+    request_body(
+        content = crate::openapi::AddRequestSchema,
+        content_type = "application/json",
+        description = "The amount to add; at most 16 KiB.",
+        examples(
+            ("number" = (summary = "A JSON number", value = json!({"amount": 500}))),
+            ("decimal" = (summary = "A JSON number with decimals", value = json!({"amount": 12.5}))),
+            ("string" = (summary = "A decimal string", value = json!({"amount": "12.34"}))),
+        ),
+    ),
+    responses(
+        (
+            status = 200,
+            description = "The recorded transaction: new, or the original one when the key is replayed.",
+            body = TransactionBody,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this answer replays a transaction \
+                recorded earlier with the same key and amount; absent otherwise.")),
+            example = json!({
+                "id": "0190f0c8-7d3a-7c12-9a4e-5b8f2e1d6c3a",
+                "user_id": "gopal",
+                "amount": "500.00",
+                "balance_after": "500.00",
+                "created_at": "2026-11-29T10:00:00.123456Z"
+            }),
+        ),
+        crate::openapi::AddProblems,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn add(
     State(state): State<AppState>,
     UserPath(user_id): UserPath,
@@ -55,6 +103,7 @@ pub async fn add(
 ) -> Result<Response, ApiError> {
     let request = AddMoney { user_id, amount, idempotency_key };
     let receipt = within_store_timeout(&state, state.ledger.add(request)).await?;
+    metrics::add_recorded(receipt.replayed);
     let mut response = Json(TransactionBody::from(&receipt.transaction)).into_response();
     if receipt.replayed {
         response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
@@ -62,6 +111,24 @@ pub async fn add(
     Ok(response)
 }
 
+/// A user's balance; `0.00` for a user with no transactions.
+#[utoipa::path(
+    get,
+    path = "/users/{uid}/balance",
+    operation_id = "balance",
+    tag = "ledger",
+    params(crate::openapi::UserIdParam),
+    responses(
+        (
+            status = 200,
+            description = "The balance.",
+            body = BalanceBody,
+            example = json!({"user_id": "gopal", "balance": "500.00", "currency": "USD"}),
+        ),
+        crate::openapi::BalanceProblems,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn balance(
     State(state): State<AppState>,
     UserPath(user_id): UserPath,
@@ -70,6 +137,48 @@ pub async fn balance(
     Ok(Json(BalanceBody::new(&user_id, balance)))
 }
 
+/// A user's transactions, newest first, 10 a page: by `page` number or by `cursor`.
+#[utoipa::path(
+    get,
+    path = "/users/{uid}/history",
+    operation_id = "history",
+    tag = "ledger",
+    params(crate::openapi::UserIdParam, crate::openapi::HistoryParams),
+    responses(
+        (
+            status = 200,
+            description = "A page of history; an empty list past the end or for a user with no transactions. \
+                `next_page` and `next_cursor` are `null` on the last page.",
+            body = HistoryBody,
+            examples(
+                ("more pages" = (summary = "A page with more after it", value = json!({
+                    "user_id": "gopal",
+                    "page": 1,
+                    "per_page": 10,
+                    "transactions": [{
+                        "id": "0190f0c8-7d3a-7c12-9a4e-5b8f2e1d6c3a",
+                        "user_id": "gopal",
+                        "amount": "500.00",
+                        "balance_after": "5000.00",
+                        "created_at": "2026-11-29T10:00:00.123456Z"
+                    }],
+                    "next_page": 2,
+                    "next_cursor": "c1-2-f"
+                }))),
+                ("last page" = (summary = "The last page", value = json!({
+                    "user_id": "gopal",
+                    "page": 2,
+                    "per_page": 10,
+                    "transactions": [],
+                    "next_page": null,
+                    "next_cursor": null
+                }))),
+            ),
+        ),
+        crate::openapi::HistoryProblems,
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn history(
     State(state): State<AppState>,
     UserPath(user_id): UserPath,
@@ -79,16 +188,47 @@ pub async fn history(
     Ok(Json(HistoryBody::new(&user_id, &view)))
 }
 
+/// Liveness: 200 while the process runs.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The process runs.", body = StatusBody, example = json!({"status": "ok"})),
+        crate::openapi::OperationProblems,
+    ),
+)]
 pub async fn healthz() -> Json<StatusBody> {
     Json(StatusBody { status: "ok" })
 }
 
+/// Readiness: 200 when the store answers and the instance is not shutting down, else 503.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready for traffic.", body = StatusBody, example = json!({"status": "ready"})),
+        crate::openapi::ReadyProblems,
+    ),
+)]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
     if state.readiness.is_draining() {
         return Err(ApiError::Draining);
     }
     within_store_timeout(&state, state.ledger.check_ready()).await?;
     Ok(Json(StatusBody { status: "ready" }))
+}
+
+pub async fn prometheus_metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.as_ref().map(|render| render()).unwrap_or_default();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi_document())
 }
 
 pub async fn not_found() -> ApiError {

@@ -4,12 +4,20 @@
 //! Request bodies are parsed into this crate's own types and converted into domain types here; every
 //! failure, including axum's own rejections, leaves as one [`ApiError`] rendered as problem+json.
 
+mod auth;
 mod extract;
 mod handlers;
+mod metrics;
+mod openapi;
 mod problem;
+mod rate_limit;
 mod representation;
 
+pub use auth::ApiKeys;
+pub use metrics::MetricsRenderer;
+pub use openapi::document as openapi_document;
 pub use problem::ApiError;
+pub use rate_limit::RateLimitSettings;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +27,7 @@ use application::Ledger;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
+use axum::middleware;
 use axum::routing::{get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -33,11 +42,23 @@ pub struct HttpSettings {
     pub store_timeout: Duration,
     /// What `Retry-After` tells a caller refused with 503.
     pub retry_after: Duration,
+    /// With keys, every `/users/...` request needs one as a bearer token.
+    pub api_keys: Option<ApiKeys>,
+    /// Whether `/metrics` needs an API key too (when keys are configured).
+    pub metrics_require_key: bool,
+    /// Per-client rate limiting of `/users/...` requests; off when `None`.
+    pub rate_limit: Option<RateLimitSettings>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { store_timeout: Duration::from_secs(5), retry_after: Duration::from_secs(1) }
+        Self {
+            store_timeout: Duration::from_secs(5),
+            retry_after: Duration::from_secs(1),
+            api_keys: None,
+            metrics_require_key: false,
+            rate_limit: None,
+        }
     }
 }
 
@@ -61,17 +82,33 @@ impl Readiness {
 }
 
 /// What every handler shares.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     ledger: Ledger,
     readiness: Readiness,
     settings: Arc<HttpSettings>,
+    rate_limiter: Option<rate_limit::RateLimiter>,
+    metrics: Option<MetricsRenderer>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("settings", &self.settings).finish_non_exhaustive()
+    }
 }
 
 impl AppState {
     /// The state of a router serving `ledger`.
     pub fn new(ledger: Ledger, readiness: Readiness, settings: HttpSettings) -> Self {
-        Self { ledger, readiness, settings: Arc::new(settings) }
+        let rate_limiter = settings.rate_limit.map(rate_limit::RateLimiter::new);
+        Self { ledger, readiness, settings: Arc::new(settings), rate_limiter, metrics: None }
+    }
+
+    /// Serves `/metrics` with what `render` returns.
+    #[must_use]
+    pub fn with_metrics(mut self, render: MetricsRenderer) -> Self {
+        self.metrics = Some(render);
+        self
     }
 }
 
@@ -79,16 +116,28 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // Layers run outermost last-added: the key is checked before the rate is counted per key.
+    let ledger = Router::new()
         .route("/users/{uid}/add", post(handlers::add))
         .route("/users/{uid}/balance", get(handlers::balance))
         .route("/users/{uid}/history", get(handlers::history))
+        .route_layer(middleware::from_fn_with_state(state.clone(), rate_limit::limit_rate))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key));
+    let mut metrics = Router::new().route("/metrics", get(handlers::prometheus_metrics));
+    if state.settings.metrics_require_key {
+        metrics = metrics.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key));
+    }
+    Router::new()
+        .merge(ledger)
+        .merge(metrics)
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
+        .route("/openapi.json", get(handlers::openapi))
         .fallback(handlers::not_found)
         // Registered after every route, so that it covers all of them.
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(metrics::track_requests))
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -97,7 +146,10 @@ pub fn router(state: AppState) -> Router {
                 .get::<RequestId>()
                 .and_then(|id| id.header_value().to_str().ok())
                 .unwrap_or_default();
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+            // Valid user ids need no percent-encoding, so the raw segment is the id.
+            let user_id =
+                request.uri().path().strip_prefix("/users/").and_then(|rest| rest.split('/').next()).unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id, user_id)
         }))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MakeRequestUuid))
 }

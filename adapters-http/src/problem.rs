@@ -50,6 +50,12 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the instance is shutting down; send requests to another one")]
     Draining,
+    #[error("send an API key as Authorization: Bearer <key>")]
+    MissingApiKey,
+    #[error("the API key is not valid; send one of the configured keys as Authorization: Bearer <key>")]
+    InvalidApiKey,
+    #[error("too many requests from this client; retry after the time in Retry-After")]
+    RateLimited { retry_after: Duration },
     #[error("the ledger's store could not be reached in time; retry later, with the same Idempotency-Key for an add")]
     StorageUnavailable { cause: Option<StorageError>, retry_after: Duration },
     #[error("the ledger failed to answer; the failure is logged")]
@@ -70,8 +76,14 @@ impl ApiError {
     /// The error for a store failure: unavailable stores are worth a retry, others are not.
     pub fn from_storage(error: StorageError, retry_after: Duration) -> Self {
         match error {
-            StorageError::Unavailable(_) => Self::StorageUnavailable { cause: Some(error), retry_after },
-            StorageError::Failed(_) => Self::Internal(error),
+            StorageError::Unavailable(_) => {
+                crate::metrics::store_error("unavailable");
+                Self::StorageUnavailable { cause: Some(error), retry_after }
+            }
+            StorageError::Failed(_) => {
+                crate::metrics::store_error("failed");
+                Self::Internal(error)
+            }
         }
     }
 
@@ -102,6 +114,8 @@ impl ApiError {
             Self::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining", "Instance shutting down"),
+            Self::MissingApiKey | Self::InvalidApiKey => (StatusCode::UNAUTHORIZED, "unauthorized", "API key required"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             Self::StorageUnavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "Storage unavailable")
             }
@@ -135,8 +149,21 @@ impl IntoResponse for ApiError {
             Problem { kind: format!("/problems/{slug}"), title, status: status.as_u16(), detail: self.to_string() };
         let mut response = (status, Json(problem)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if let Self::StorageUnavailable { retry_after, .. } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+        match self {
+            Self::StorageUnavailable { retry_after, .. } | Self::RateLimited { retry_after } => {
+                // Whole seconds, rounded up: waiting less than asked would only be refused again.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+            }
+            Self::MissingApiKey => {
+                let challenge = HeaderValue::from_static(r#"Bearer realm="bitburst""#);
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            Self::InvalidApiKey => {
+                let challenge = HeaderValue::from_static(r#"Bearer realm="bitburst", error="invalid_token""#);
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            _ => {}
         }
         response
     }

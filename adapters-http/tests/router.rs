@@ -24,7 +24,11 @@ struct Reply {
 }
 
 fn app_over(repository: Arc<dyn LedgerRepository>) -> Router {
-    let settings = HttpSettings { store_timeout: Duration::from_millis(200), retry_after: Duration::from_secs(2) };
+    let settings = HttpSettings {
+        store_timeout: Duration::from_millis(200),
+        retry_after: Duration::from_secs(2),
+        ..HttpSettings::default()
+    };
     router(AppState::new(Ledger::new(repository), Readiness::default(), settings))
 }
 

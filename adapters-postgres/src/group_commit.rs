@@ -54,6 +54,11 @@ impl GroupCommitter {
         Self { queue }
     }
 
+    /// Adds queued and not yet taken by a worker.
+    pub fn waiting(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// Records one add as part of whatever batch it joins.
     pub async fn record(&self, add: NewAdd) -> Answer {
         let (reply, answer) = oneshot::channel();
@@ -84,6 +89,7 @@ async fn work(pool: PgPool, waiting: Arc<Mutex<mpsc::Receiver<Pending>>>, max_ba
 }
 
 async fn commit(pool: &PgPool, batch: Vec<Pending>) {
+    metrics::histogram!("bitburst_pg_batch_size").record(u32::try_from(batch.len()).map_or(f64::MAX, f64::from));
     if batch.len() == 1 {
         for pending in batch {
             let answer = record::record_add(pool, pending.add).await;

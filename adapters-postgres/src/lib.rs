@@ -126,6 +126,11 @@ impl PgLedger {
         Ok(Self { pool, connect_options: options, committer })
     }
 
+    /// Adds waiting for a group-commit worker, for gauges.
+    pub fn adds_waiting(&self) -> usize {
+        self.committer.waiting()
+    }
+
     /// The pool, for gauges and for tests.
     pub fn pool(&self) -> &PgPool {
         &self.pool

@@ -1,7 +1,16 @@
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use adapters_http::{ApiKeys, RateLimitSettings};
 use adapters_postgres::{GroupCommitSettings, PgSettings};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// BitBurst's configuration: every setting is a flag and an environment variable.
 #[derive(clap::Parser)]
@@ -45,6 +54,37 @@ pub struct Config {
     #[arg(long, env = "BITBURST_STORE_TIMEOUT_MS", default_value_t = 5000, value_name = "MILLISECONDS")]
     pub store_timeout_ms: u64,
 
+    /// Log lines as human-readable text or as JSON objects (one per line, for log shippers).
+    #[arg(long, env = "BITBURST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// API keys, comma-separated. With keys (here or in the keys file), every /users/... request needs
+    /// Authorization: Bearer KEY. Without any, anyone who can reach the service can add money.
+    #[arg(long, env = "BITBURST_API_KEYS", hide_env_values = true, value_delimiter = ',', value_name = "KEYS")]
+    pub api_keys: Vec<String>,
+
+    /// A file of API keys, one per line (blank lines ignored); added to those of --api-keys.
+    #[arg(long, env = "BITBURST_API_KEYS_FILE", value_name = "PATH")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Require an API key for /metrics too (when keys are configured); health and readiness stay open.
+    #[arg(long, env = "BITBURST_METRICS_REQUIRE_KEY", default_value_t = false)]
+    pub metrics_require_key: bool,
+
+    /// Rate limit per client (per API key when keys are on, else per client address), in requests per
+    /// second, for /users/... requests. Off when not set.
+    #[arg(long, env = "BITBURST_RATE_LIMIT_PER_SECOND", value_name = "REQUESTS")]
+    pub rate_limit_per_second: Option<f64>,
+
+    /// Rate limit: how many requests a client may send at once after being quiet.
+    #[arg(long, env = "BITBURST_RATE_LIMIT_BURST", default_value_t = 50, value_name = "REQUESTS")]
+    pub rate_limit_burst: u32,
+
+    /// Take the client address for rate limiting from the last X-Forwarded-For entry. Only behind a
+    /// proxy that sets it (such as the nginx of docker-compose.yml): clients can write the header.
+    #[arg(long, env = "BITBURST_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
     /// After SIGTERM, how long the instance keeps serving new requests while /readyz already answers 503,
     /// so that a load balancer takes it out first; then it stops accepting and finishes what is in flight.
     #[arg(long, env = "BITBURST_DRAIN_GRACE_MS", default_value_t = 0, value_name = "MILLISECONDS")]
@@ -61,6 +101,26 @@ impl Config {
             acquire_timeout: Duration::from_millis(self.pg_acquire_timeout_ms),
             statement_timeout: Duration::from_millis(self.pg_statement_timeout_ms),
             group_commit: GroupCommitSettings { workers: self.pg_batch_workers, max_batch: self.pg_batch_max },
+        })
+    }
+
+    /// The API keys of the flag and the file together; `None` when there are none.
+    pub fn api_keys(&self) -> std::io::Result<Option<ApiKeys>> {
+        let mut keys = self.api_keys.clone();
+        if let Some(path) = &self.api_keys_file {
+            let text = std::fs::read_to_string(path).map_err(|error| {
+                std::io::Error::new(error.kind(), format!("cannot read the API keys file {}: {error}", path.display()))
+            })?;
+            keys.extend(text.lines().map(str::to_owned));
+        }
+        Ok(ApiKeys::new(keys))
+    }
+
+    pub fn rate_limit(&self) -> Option<RateLimitSettings> {
+        self.rate_limit_per_second.filter(|rate| *rate > 0.0).map(|per_second| RateLimitSettings {
+            per_second,
+            burst: self.rate_limit_burst,
+            trust_forwarded_for: self.trust_forwarded_for,
         })
     }
 
@@ -83,6 +143,7 @@ impl std::fmt::Debug for Config {
             .field("addr", &self.addr)
             .field("database_url", &self.database_url.as_ref().map(|_| "<redacted>"))
             .field("pg_pool_size", &self.pg_pool_size)
+            .field("api_keys", &format!("{} keys", self.api_keys.len()))
             .finish_non_exhaustive()
     }
 }

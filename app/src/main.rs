@@ -20,7 +20,7 @@ use crate::config::Config;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    telemetry::init();
+    telemetry::init_logs(config.log_format);
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -31,10 +31,31 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), StartupError> {
-    let repository = open_store(&config).await?;
+    let prometheus = telemetry::init_metrics();
+    let api_keys = config.api_keys()?;
+    if api_keys.is_some() {
+        tracing::info!("API keys configured: /users/... requests need Authorization: Bearer <key>");
+    } else {
+        tracing::warn!(
+            "no API keys configured (BITBURST_API_KEYS or BITBURST_API_KEYS_FILE): anyone who can reach this service can add money"
+        );
+    }
+    let (repository, gauges) = open_store(&config).await?;
     let readiness = Readiness::default();
-    let settings = HttpSettings { store_timeout: config.store_timeout(), ..HttpSettings::default() };
-    let app = router(AppState::new(Ledger::new(repository), readiness.clone(), settings));
+    let settings = HttpSettings {
+        store_timeout: config.store_timeout(),
+        api_keys,
+        metrics_require_key: config.metrics_require_key,
+        rate_limit: config.rate_limit(),
+        ..HttpSettings::default()
+    };
+    let render_metrics = Arc::new(move || {
+        gauges();
+        prometheus.run_upkeep();
+        prometheus.render()
+    });
+    let state = AppState::new(Ledger::new(repository), readiness.clone(), settings).with_metrics(render_metrics);
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
 
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
@@ -47,17 +68,20 @@ async fn run(config: Config) -> Result<(), StartupError> {
 enum StartupError {
     #[error(transparent)]
     Store(#[from] ConnectError),
-    #[error("cannot serve HTTP")]
-    Http(#[from] std::io::Error),
+    #[error("cannot start")]
+    Io(#[from] std::io::Error),
 }
 
+/// Sets the store's gauges just before a scrape.
+type GaugeRefresher = Box<dyn Fn() + Send + Sync>;
+
 /// PostgreSQL when configured (waiting for it, then migrating), else memory.
-async fn open_store(config: &Config) -> Result<Arc<dyn LedgerRepository>, StartupError> {
+async fn open_store(config: &Config) -> Result<(Arc<dyn LedgerRepository>, GaugeRefresher), StartupError> {
     let Some(settings) = config.postgres() else {
         tracing::warn!(
             "no DATABASE_URL: serving from memory; balances are NOT persisted and vanish when the process stops"
         );
-        return Ok(Arc::new(InMemoryLedger::new()));
+        return Ok((Arc::new(InMemoryLedger::new()), Box::new(|| {})));
     };
     let target = settings.describe()?;
     tracing::info!(%target, pool_size = settings.pool_size, "connecting to PostgreSQL");
@@ -65,7 +89,16 @@ async fn open_store(config: &Config) -> Result<Arc<dyn LedgerRepository>, Startu
     ledger.wait_until_reachable(config.db_wait()).await?;
     ledger.migrate().await?;
     tracing::info!(%target, "PostgreSQL reachable and migrated");
-    Ok(Arc::new(ledger))
+    let observed = ledger.clone();
+    let gauges = Box::new(move || {
+        let pool = observed.pool();
+        metrics::gauge!("bitburst_pg_pool_connections").set(f64::from(pool.size()));
+        metrics::gauge!("bitburst_pg_pool_idle_connections")
+            .set(u32::try_from(pool.num_idle()).map_or(f64::MAX, f64::from));
+        metrics::gauge!("bitburst_pg_adds_waiting")
+            .set(u32::try_from(observed.adds_waiting()).map_or(f64::MAX, f64::from));
+    });
+    Ok((Arc::new(ledger), gauges))
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

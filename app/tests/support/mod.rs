@@ -48,11 +48,14 @@ pub fn spawn_app(args: &[&str], env: &[(&str, &str)]) -> TestApp {
     TestApp { address, client, child, logs }
 }
 
+/// The address of the "listening" line, in text (`address=127.0.0.1:80`) or JSON (`"address":"…"`) logs.
 fn listening_address(line: &str) -> Option<SocketAddr> {
     if !line.contains("listening") {
         return None;
     }
-    line.split_whitespace().find_map(|word| word.strip_prefix("address=")).and_then(|text| text.parse().ok())
+    line.split(|c: char| c.is_whitespace() || c == ',')
+        .find_map(|word| word.strip_prefix("address=").or_else(|| word.strip_prefix(r#""address":"#)))
+        .and_then(|text| text.trim_matches(|c| c == '"' || c == '}').parse().ok())
 }
 
 impl TestApp {

@@ -1,0 +1,141 @@
+//! Per-client rate limiting: a token bucket per API key (when keys are on) or per client address.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::ApiKeyIndex;
+use crate::{ApiError, AppState};
+
+/// How fast each client may send.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimitSettings {
+    /// Requests per second, sustained.
+    pub per_second: f64,
+    /// Requests a client may send at once after being quiet.
+    pub burst: u32,
+    /// Take the client address from the last `X-Forwarded-For` entry (the one the trusted proxy in front
+    /// added) instead of the peer address. Only safe behind such a proxy: clients can write the header.
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Client {
+    Key(ApiKeyIndex),
+    Address(IpAddr),
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+/// Beyond this many clients, buckets that have refilled completely are forgotten: they hold nothing a
+/// new bucket would not.
+const MAX_REMEMBERED_CLIENTS: usize = 100_000;
+
+/// The buckets of every client.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    settings: RateLimitSettings,
+    buckets: Arc<Mutex<HashMap<Client, Bucket>>>,
+}
+
+impl RateLimiter {
+    pub fn new(settings: RateLimitSettings) -> Self {
+        Self { settings, buckets: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// Takes a token for `client`, or says how long until one is there.
+    fn take(&self, client: Client, now: Instant) -> Result<(), Duration> {
+        let burst = f64::from(self.settings.burst.max(1));
+        let rate = self.settings.per_second.max(f64::MIN_POSITIVE);
+        // Nothing panics while the map is held, so a poisoned lock still holds consistent buckets.
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() > MAX_REMEMBERED_CLIENTS {
+            buckets.retain(|_, bucket| {
+                bucket.tokens + now.duration_since(bucket.refilled_at).as_secs_f64() * rate < burst
+            });
+        }
+        let bucket = buckets.entry(client).or_insert(Bucket { tokens: burst, refilled_at: now });
+        bucket.tokens = (bucket.tokens + now.duration_since(bucket.refilled_at).as_secs_f64() * rate).min(burst);
+        bucket.refilled_at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+        }
+    }
+
+    fn client_of(&self, request: &Request) -> Client {
+        if let Some(key) = request.extensions().get::<ApiKeyIndex>() {
+            return Client::Key(*key);
+        }
+        if self.settings.trust_forwarded_for
+            && let Some(address) = request
+                .headers()
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(','))
+                .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
+                .next_back()
+        {
+            return Client::Address(address);
+        }
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(Client::Unknown, |ConnectInfo(peer)| Client::Address(peer.ip()))
+    }
+}
+
+/// The middleware: 429 with `Retry-After` once a client's bucket is empty.
+pub async fn limit_rate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(limiter) = &state.rate_limiter else { return next.run(request).await };
+    match limiter.take(limiter.client_of(&request), Instant::now()) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => ApiError::RateLimited { retry_after: wait }.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(per_second: f64, burst: u32) -> RateLimiter {
+        RateLimiter::new(RateLimitSettings { per_second, burst, trust_forwarded_for: false })
+    }
+
+    #[test]
+    fn a_client_may_burst_then_waits_for_tokens() {
+        let limiter = limiter(2.0, 3);
+        let start = Instant::now();
+        let client = Client::Address([10, 0, 0, 1].into());
+        for _ in 0..3 {
+            assert_eq!(limiter.take(client, start), Ok(()));
+        }
+        let wait = limiter.take(client, start).expect_err("the burst is spent");
+        assert!((wait.as_secs_f64() - 0.5).abs() < 1e-9, "{wait:?}");
+        assert_eq!(limiter.take(client, start + Duration::from_millis(500)), Ok(()), "one token per 0.5 s");
+        assert!(limiter.take(client, start + Duration::from_millis(500)).is_err());
+    }
+
+    #[test]
+    fn clients_have_buckets_of_their_own() {
+        let limiter = limiter(1.0, 1);
+        let now = Instant::now();
+        assert_eq!(limiter.take(Client::Key(ApiKeyIndex(0)), now), Ok(()));
+        assert!(limiter.take(Client::Key(ApiKeyIndex(0)), now).is_err());
+        assert_eq!(limiter.take(Client::Key(ApiKeyIndex(1)), now), Ok(()));
+        assert_eq!(limiter.take(Client::Address([127, 0, 0, 1].into()), now), Ok(()));
+    }
+}

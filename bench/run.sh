@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# Side-by-side numbers in one command: what PostgreSQL itself does per second (pgbench, the service's
+# statements) next to what BitBurst does over HTTP on the same server (loadgen, verified). See README.md.
+#
+#   bench/run.sh                      # defaults: 10 s per measurement, about 10 minutes in all
+#   BENCH_SECONDS=3 bench/run.sh      # a quick pass
+#
+# Environment: BENCH_SECONDS (10), BENCH_CONNECTIONS ("16 64 256"), BITBURST_PG_POOL_SIZE (32),
+# BENCH_PG_BIN (PostgreSQL's bin directory; found when unset), BENCH_SKIP_BUILD=1 (use the binaries
+# already in target/release).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+read -r -a CONNECTIONS <<<"${BENCH_CONNECTIONS:-16 64 256}"
+POOL_SIZE=${BITBURST_PG_POOL_SIZE:-32}
+USERS=10000
+MEMORY_CONNECTIONS=64
+MIGRATION=$REPO/migrations/20261201000001_ledger.sql
+SCRIPTS=$REPO/bench/pgbench
+RESULTS=$REPO/bench/results
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RAW=$RESULTS/raw/$STAMP.jsonl
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a whole number of seconds, not '$BENCH_SECONDS'"
+[[ $POOL_SIZE =~ ^[1-9][0-9]*$ ]] || die "BITBURST_PG_POOL_SIZE must be a whole number, not '$POOL_SIZE'"
+
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+apt_install() {
+    is_root || die "$* missing and not root: install it (Debian: apt-get install $*)"
+    log "installing $* with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+# PostgreSQL's server binaries: BENCH_PG_BIN, else 15's Debian directory, else pg_config's, else the
+# newest installed; installed with apt when there is none.
+find_pg_bin() {
+    local candidate
+    for candidate in "${BENCH_PG_BIN:-}" /usr/lib/postgresql/15/bin "$(pg_config --bindir 2>/dev/null || true)" \
+        $(printf "%s\n" /usr/lib/postgresql/*/bin | sort -V -r); do
+        if [[ -n $candidate && -x $candidate/initdb && -x $candidate/pgbench ]]; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+PG_BIN=$(find_pg_bin) || { apt_install postgresql postgresql-contrib; PG_BIN=$(find_pg_bin) || die "no PostgreSQL binaries"; }
+command -v jq >/dev/null || apt_install jq
+is_root && { id postgres >/dev/null 2>&1 || die "running as root needs the 'postgres' user (initdb refuses root)"; }
+
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+    log "building bitburst and loadgen (release)"
+    cargo build --release -p app -p loadgen
+fi
+BITBURST=$REPO/target/release/bitburst
+LOADGEN=$REPO/target/release/loadgen
+[[ -x $BITBURST && -x $LOADGEN ]] || die "target/release/bitburst and target/release/loadgen are missing"
+
+# Everything the run starts lives in WORK and dies with the script, however it ends.
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bitburst-bench.XXXXXX")
+PG_DATA=$WORK/data
+PG_STARTED=0
+SERVER_PID=
+cleanup() {
+    local status=$?
+    stop_bitburst
+    if [[ $PG_STARTED == 1 ]]; then
+        as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+    if [[ $status != 0 ]]; then
+        log "failed (exit $status); last lines of the logs:"
+        tail -n 20 "$WORK"/*.log >&2 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+as_postgres() {
+    if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+    local port
+    for _ in $(seq 1 200); do
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+# --- PostgreSQL: a throwaway server with the default durability -------------------------------------
+is_root && chown postgres: "$WORK"
+PG_PORT=$(free_port)
+PG_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+printf '%s\n' "$PG_PASSWORD" >"$WORK/pwfile"
+is_root && chown postgres: "$WORK/pwfile"
+log "initdb in $WORK (PostgreSQL from $PG_BIN)"
+as_postgres "$PG_BIN/initdb" -D "$PG_DATA" -U bench --pwfile="$WORK/pwfile" -A scram-sha-256 -E UTF8 \
+    --locale=C >"$WORK/initdb.log" 2>&1
+rm -f "$WORK/pwfile"
+# Only what the benchmark needs: fsync, synchronous_commit and full_page_writes keep their defaults (on).
+as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$WORK/postgres.log" -w -t 60 start \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $WORK -c max_connections=400 -c shared_buffers=256MB" >/dev/null
+PG_STARTED=1
+
+export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=bench PGPASSWORD=$PG_PASSWORD
+psql_q() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+DURABILITY=$(psql_q -d postgres -At -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings
+    WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'max_connections', 'shared_buffers', 'wal_level')")
+for setting in fsync=on synchronous_commit=on full_page_writes=on; do
+    [[ " $DURABILITY " == *" $setting "* ]] || die "PostgreSQL must run with $setting (has: $DURABILITY)"
+done
+PG_VERSION=$(psql_q -d postgres -At -c "SHOW server_version")
+log "PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT: $DURABILITY"
+
+psql_q -d postgres -c "CREATE DATABASE ledger_pgbench" -c "CREATE DATABASE ledger_bitburst"
+psql_q -d ledger_pgbench -f "$MIGRATION"
+psql_q -d ledger_pgbench -f "$SCRIPTS/seed.sql"
+
+checkpoint() { psql_q -d postgres -c CHECKPOINT; }
+
+mkdir -p "$RESULTS/raw"
+: >"$RAW"
+declare -A PGBENCH_TPS BITBURST_RPS BITBURST_P50 BITBURST_P99 VERIFIED
+FAILED_RUNS=0
+
+# --- pgbench: PostgreSQL's own ceiling for the service's statements ----------------------------------
+run_pgbench() {
+    local scenario=$1 script=$2 clients=$3 output tps latency status=0
+    checkpoint
+    output=$("$PG_BIN/pgbench" -n -M prepared -c "$clients" -j 2 -T "$BENCH_SECONDS" -f "$SCRIPTS/$script" \
+        ledger_pgbench 2>&1) || status=$?
+    tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$output" | tail -n 1)
+    latency=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' <<<"$output" | tail -n 1)
+    if [[ $status != 0 || -z $tps ]]; then
+        log "pgbench $scenario -c $clients failed (exit $status):"
+        printf '%s\n' "$output" >&2
+        FAILED_RUNS=$((FAILED_RUNS + 1))
+        tps=
+    fi
+    PGBENCH_TPS[$scenario/$clients]=${tps:-}
+    log "pgbench $scenario -c $clients: ${tps:-failed} tps, latency average ${latency:-?} ms"
+    jq -cn --arg scenario "$scenario" --argjson clients "$clients" --arg tps "${tps:-}" --arg latency "${latency:-}" \
+        --arg output "$output" \
+        '{tool: "pgbench", scenario: $scenario, clients: $clients, tps: ($tps | tonumber? // null),
+          latency_avg_ms: ($latency | tonumber? // null), output: $output}' >>"$RAW"
+}
+
+for clients in "${CONNECTIONS[@]}"; do run_pgbench add-random add_random.sql "$clients"; done
+for clients in "${CONNECTIONS[@]}"; do run_pgbench add-hot add_hot.sql "$clients"; done
+for clients in "${CONNECTIONS[@]}"; do run_pgbench balance-read balance_read.sql "$clients"; done
+
+# --- BitBurst over HTTP, measured and verified by loadgen --------------------------------------------
+http_ready() {
+    local port=$1 line
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+    printf 'GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+    IFS= read -r -t 2 line <&3 || true
+    exec 3<&-
+    [[ $line == "HTTP/1.1 200"* ]]
+}
+
+# start_bitburst PORT [DATABASE_URL]: without a URL the service keeps the ledger in memory.
+start_bitburst() {
+    local port=$1 url=${2:-}
+    if [[ -n $url ]]; then
+        env DATABASE_URL="$url" BITBURST_PG_POOL_SIZE="$POOL_SIZE" BITBURST_ADDR="127.0.0.1:$port" \
+            "$BITBURST" >>"$WORK/bitburst.log" 2>&1 &
+    else
+        env -u DATABASE_URL BITBURST_ADDR="127.0.0.1:$port" "$BITBURST" >>"$WORK/bitburst.log" 2>&1 &
+    fi
+    SERVER_PID=$!
+    for _ in $(seq 1 300); do
+        if (http_ready "$port") 2>/dev/null; then return 0; fi
+        kill -0 "$SERVER_PID" 2>/dev/null || die "bitburst exited during start-up"
+        sleep 0.1
+    done
+    die "bitburst did not become ready on port $port"
+}
+
+stop_bitburst() {
+    if [[ -n $SERVER_PID ]]; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+}
+
+# run_loadgen SCENARIO CONNECTIONS OPERATION LOADGEN-ARGS...
+run_loadgen() {
+    local scenario=$1 connections=$2 operation=$3 status=0 summary
+    shift 3
+    [[ $scenario == add-memory ]] || checkpoint
+    # Each run its own users (LOADGEN_RUN_ID), unless the arguments name the users of an earlier run.
+    LOADGEN_RUN_ID="bench-$STAMP-$scenario-c$connections" "$LOADGEN" --target "http://127.0.0.1:$BITBURST_PORT" \
+        --connections "$connections" --duration "$BENCH_SECONDS" --progress-secs 0 --json "$@" \
+        >"$WORK/loadgen.out" 2>"$WORK/loadgen.err" || status=$?
+    summary=$(tail -n 1 "$WORK/loadgen.out")
+    if ! jq -e 'type == "object"' >/dev/null 2>&1 <<<"$summary"; then
+        log "loadgen $scenario --connections $connections failed (exit $status):"
+        cat "$WORK/loadgen.out" "$WORK/loadgen.err" >&2
+        FAILED_RUNS=$((FAILED_RUNS + 1))
+        VERIFIED[$scenario/$connections]=error
+        return 0
+    fi
+    BITBURST_RPS[$scenario/$connections]=$(jq -r ".operations.$operation.requests_per_second" <<<"$summary")
+    BITBURST_P50[$scenario/$connections]=$(jq -r ".operations.$operation.p50_us" <<<"$summary")
+    BITBURST_P99[$scenario/$connections]=$(jq -r ".operations.$operation.p99_us" <<<"$summary")
+    VERIFIED[$scenario/$connections]=$(jq -r 'if .verify == null then "not checked" elif .verify.ok | not then "FAILED" elif .verify.users == 0 then "no adds" else "OK" end' <<<"$summary")
+    if [[ $status != 0 ]]; then
+        log "loadgen $scenario --connections $connections: exit $status"
+        grep -h '^verify' "$WORK/loadgen.out" "$WORK/loadgen.err" >&2 || true
+        FAILED_RUNS=$((FAILED_RUNS + 1))
+    fi
+    log "loadgen $scenario --connections $connections: $(grep -h '^verify:' "$WORK/loadgen.out" || echo 'not verified')"
+    jq -c --arg scenario "$scenario" '{tool: "loadgen", scenario: $scenario, summary: .}' <<<"$summary" >>"$RAW"
+}
+
+BITBURST_PORT=$(free_port)
+log "bitburst on PostgreSQL, pool size $POOL_SIZE, port $BITBURST_PORT"
+start_bitburst "$BITBURST_PORT" "postgres://bench:$PG_PASSWORD@127.0.0.1:$PG_PORT/ledger_bitburst"
+# Fresh adds only (no deliberate key repeats), as in the pgbench scripts.
+for connections in "${CONNECTIONS[@]}"; do
+    run_loadgen add-random "$connections" add --mix add=100 --users "$USERS" --repeat-share 0
+done
+for connections in "${CONNECTIONS[@]}"; do
+    run_loadgen add-hot "$connections" add --mix add=100 --distribution hot --repeat-share 0
+done
+# Give most of the 10,000 readers a row first (pgbench's readers all have one, see seed.sql).
+log "seeding balances for the reads"
+SEED_RUN=bench-$STAMP-seed
+"$LOADGEN" --target "http://127.0.0.1:$BITBURST_PORT" --connections 64 --requests 30000 --users "$USERS" \
+    --mix add=100 --repeat-share 0 --run-id "$SEED_RUN" --progress-secs 0 --no-verify >/dev/null 2>"$WORK/seed.log"
+for connections in "${CONNECTIONS[@]}"; do
+    # The same users as the seeding run, so that the reads find rows.
+    run_loadgen balance-read "$connections" balance --mix balance=100 --users "$USERS" --run-id "$SEED_RUN"
+done
+stop_bitburst
+
+BITBURST_PORT=$(free_port)
+log "bitburst in memory, port $BITBURST_PORT"
+start_bitburst "$BITBURST_PORT"
+run_loadgen add-memory "$MEMORY_CONNECTIONS" add --mix add=100 --users "$USERS" --repeat-share 0
+stop_bitburst
+
+# --- The table and the machine ----------------------------------------------------------------------
+millis() { [[ -n ${1:-} && $1 != null ]] && awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }' || echo "-"; }
+number() { [[ -n ${1:-} && $1 != null ]] && awk -v x="$1" 'BEGIN { printf "%.0f", x }' || echo "-"; }
+ratio() {
+    [[ -n ${1:-} && -n ${2:-} && $1 != null ]] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }' \
+        || echo "-"
+}
+row() {
+    local scenario=$1 connections=$2 key="$1/$2" tps=${PGBENCH_TPS[$1/$2]:-}
+    printf '| %s | %s | %s | %s | %s | %s / %s | %s |\n' "$scenario" "$connections" "$(number "$tps")" \
+        "$(number "${BITBURST_RPS[$key]:-}")" "$(ratio "${BITBURST_RPS[$key]:-}" "$tps")" \
+        "$(millis "${BITBURST_P50[$key]:-}")" "$(millis "${BITBURST_P99[$key]:-}")" "${VERIFIED[$key]:-}"
+}
+
+TABLE=$(
+    echo "| scenario | connections | pgbench tps | bitburst req/s | ratio | bitburst p50 / p99 ms | verified |"
+    echo "|---|---:|---:|---:|---:|---:|---|"
+    for scenario in add-random add-hot balance-read; do
+        for connections in "${CONNECTIONS[@]}"; do row "$scenario" "$connections"; done
+    done
+    row add-memory "$MEMORY_CONNECTIONS"
+)
+
+COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]] && COMMIT="$COMMIT (with uncommitted changes)"
+CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+
+cat >"$RESULTS/latest.md" <<EOF
+# BitBurst benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')
+
+\`BENCH_SECONDS=$BENCH_SECONDS bench/run.sh\` at commit $COMMIT. Raw results: \`raw/$STAMP.jsonl\`.
+
+$TABLE
+
+- **pgbench tps**: PostgreSQL running the service's own statements (\`bench/pgbench/\`), \`-M prepared -j 2 -c N\`,
+  for $BENCH_SECONDS s each. An add is the adapter's single CTE statement (upsert the account, insert the entry
+  with \`balance_after\`) in autocommit: one transaction, one WAL flush.
+- **bitburst req/s**: 2xx answers per second over HTTP from \`loadgen --connections N --duration $BENCH_SECONDS\`
+  (closed loop, keep-alive), latency p50 / p99 of those answers. Adds carry a fresh Idempotency-Key each and
+  no deliberate repeats (\`--repeat-share 0\`); users \`--users $USERS\` uniform, or one (\`--distribution hot\`).
+  balance-read reads users that a seeding run of 30,000 adds wrote. add-memory is the in-memory store (no
+  PostgreSQL): the cost of HTTP and the service alone.
+- **ratio**: bitburst req/s / pgbench tps. **verified**: loadgen's check that every acknowledged add is in
+  the ledger exactly once and every balance is exact.
+- BitBurst: pool size $POOL_SIZE (\`BITBURST_PG_POOL_SIZE\`), default log level. Everything (PostgreSQL, the
+  service, loadgen or pgbench) shares this machine's cores, so the HTTP figures include loadgen's own CPU.
+
+## Machine
+
+- CPU: $CPU; \`nproc\`: $(nproc)
+- Kernel: $(uname -r)
+- PostgreSQL $PG_VERSION: $DURABILITY
+
+\`\`\`
+$(free -g)
+\`\`\`
+EOF
+
+log "wrote $RESULTS/latest.md and $RAW"
+printf '%s\n' "$TABLE"
+[[ $FAILED_RUNS == 0 ]] || die "$FAILED_RUNS measurement(s) failed or did not verify; see above"
