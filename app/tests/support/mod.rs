@@ -3,6 +3,8 @@
 // Each test binary that includes this module uses a different part of it.
 #![allow(dead_code)]
 
+pub mod clients;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -75,6 +77,12 @@ impl TestApp {
     pub fn terminate(&self) {
         let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill runs");
         assert!(status.success(), "SIGTERM was delivered");
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash or an OOM kill would: nothing is drained.
+    pub fn kill_hard(&mut self) {
+        self.child.kill().expect("the process can be killed");
+        let _ = self.child.wait();
     }
 
     /// Waits for the process to exit, at most `limit`.
