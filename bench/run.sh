@@ -93,7 +93,8 @@ as_postgres() {
 free_port() {
     local port
     for _ in $(seq 1 200); do
-        port=$((20000 + RANDOM % 40000))
+        # Below the ephemeral range (32768+), where loadgen's own connections could hold the port.
+        port=$((20000 + RANDOM % 12000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return 0

@@ -10,10 +10,11 @@ CREATE TABLE accounts (
 );
 
 CREATE TABLE ledger_entries (
+    id              uuid PRIMARY KEY,
     -- The order in which the ledger recorded entries. A user's adds hold that user's account row lock
     -- from before their seq is drawn until commit, so within one user seq order is recording order.
-    seq             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id              uuid NOT NULL CONSTRAINT ledger_entries_id_unique UNIQUE,
+    -- Unique by construction; its only index is the history index below, where it follows user_id.
+    seq             bigint GENERATED ALWAYS AS IDENTITY,
     user_id         text NOT NULL REFERENCES accounts (user_id),
     amount          numeric(12, 2) NOT NULL
                     CONSTRAINT ledger_entries_amount_valid CHECK (amount > 0 AND amount <= 1000000000.00),

@@ -1,7 +1,8 @@
-//! Recording a batch of adds in one database transaction: lock the batch's accounts (in user order, so
-//! concurrent batches cannot deadlock), read the entries already recorded under its keys, plan every add
-//! in memory with the ledger's rules, then insert all entries with one `UNNEST` and write each touched
-//! balance once. One COMMIT answers the whole batch.
+//! Recording a batch of adds in one database transaction of four round trips: lock the batch's accounts
+//! (creating missing ones; in user order, so that concurrent batches do not deadlock), read the entries
+//! already recorded under its keys, plan every add in memory with the ledger's rules, then insert all
+//! entries with one `UNNEST` and write each touched balance once, in one statement. One COMMIT answers
+//! the whole batch.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,22 +17,39 @@ use crate::batch_plan::{PlannedEntry, plan};
 use crate::errors::{Failure, balance_from, is_retryable_conflict};
 use crate::record::{ENTRY_COLUMNS, entry_from_row};
 
+/// Locks the batch's accounts, creating the missing ones at zero, and returns every balance. Rows that
+/// `created` inserts are invisible to `locked` (one snapshot for the statement), hence the union. A row
+/// another transaction inserts concurrently is in neither; the caller locks such users again.
+const LOCK_OR_CREATE_ACCOUNTS: &str = "
+WITH created AS (
+    INSERT INTO accounts (user_id, balance)
+    SELECT user_id, 0 FROM unnest($1::text[]) AS user_id ORDER BY user_id
+    ON CONFLICT (user_id) DO NOTHING
+    RETURNING user_id, balance
+), locked AS (
+    SELECT user_id, balance FROM accounts WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE
+)
+SELECT user_id, balance FROM locked
+UNION ALL
+SELECT user_id, balance FROM created";
+
 const LOCK_ACCOUNTS: &str = "SELECT user_id, balance FROM accounts WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
 
-const CREATE_ACCOUNTS: &str = "INSERT INTO accounts (user_id, balance)
-SELECT user_id, 0 FROM unnest($1::text[]) AS user_id ORDER BY user_id
-ON CONFLICT (user_id) DO NOTHING";
-
-const INSERT_ENTRIES: &str = "INSERT INTO ledger_entries (id, user_id, amount, balance_after, idempotency_key)
-SELECT id, user_id, amount, balance_after, idempotency_key
-FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::numeric[], $5::text[])
-     WITH ORDINALITY AS entry (id, user_id, amount, balance_after, idempotency_key, position)
-ORDER BY position
-RETURNING id, created_at";
-
-const WRITE_BALANCES: &str = "UPDATE accounts AS account SET balance = written.balance, updated_at = now()
-FROM unnest($1::text[], $2::numeric[]) AS written (user_id, balance)
-WHERE account.user_id = written.user_id";
+/// Inserts the entries in batch order (so their seq follows it) and writes each touched balance once.
+const WRITE_ENTRIES_AND_BALANCES: &str = "
+WITH inserted AS (
+    INSERT INTO ledger_entries (id, user_id, amount, balance_after, idempotency_key)
+    SELECT id, user_id, amount, balance_after, idempotency_key
+    FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::numeric[], $5::text[])
+         WITH ORDINALITY AS entry (id, user_id, amount, balance_after, idempotency_key, position)
+    ORDER BY position
+    RETURNING id, created_at
+), written AS (
+    UPDATE accounts AS account SET balance = final.balance, updated_at = now()
+    FROM unnest($6::text[], $7::numeric[]) AS final (user_id, balance)
+    WHERE account.user_id = final.user_id
+)
+SELECT id, created_at FROM inserted";
 
 /// How often a batch that lost a race (a deadlock, or a key recorded concurrently by a writer that does
 /// not lock the account first) is run again before its adds are answered with a storage error.
@@ -63,32 +81,28 @@ async fn try_batch(pool: &PgPool, adds: &[NewAdd]) -> Result<Vec<Result<AddOutco
     users.dedup();
 
     let mut transaction = pool.begin().await?;
-    let mut balances = lock_accounts(&mut transaction, &users).await?;
+    let mut balances = lock_accounts(&mut transaction, LOCK_OR_CREATE_ACCOUNTS, &users).await?;
     let missing: Vec<&str> = users.iter().copied().filter(|user| !balances.contains_key(*user)).collect();
     if !missing.is_empty() {
-        sqlx::query(CREATE_ACCOUNTS).bind(&missing).execute(&mut *transaction).await?;
-        balances.extend(lock_accounts(&mut transaction, &missing).await?);
+        // Created by a transaction that committed while this statement waited: visible now.
+        balances.extend(lock_accounts(&mut transaction, LOCK_ACCOUNTS, &missing).await?);
     }
     let balances: HashMap<UserId, Balance> =
         adds.iter().filter_map(|add| Some((add.user_id.clone(), *balances.get(add.user_id.as_str())?))).collect();
     let recorded = recorded_under_keys(&mut transaction, adds).await?;
 
     let plan = plan(adds, &balances, &recorded);
-    let inserted = insert_entries(&mut transaction, &plan.entries).await?;
-    if !plan.final_balances.is_empty() {
-        let (users, amounts): (Vec<&str>, Vec<Decimal>) =
-            plan.final_balances.iter().map(|(user, balance)| (user.as_str(), balance.as_decimal())).unzip();
-        sqlx::query(WRITE_BALANCES).bind(users).bind(amounts).execute(&mut *transaction).await?;
-    }
+    let inserted = write(&mut transaction, &plan.entries, &plan.final_balances).await?;
     transaction.commit().await?;
     Ok(plan.into_outcomes(&inserted))
 }
 
 async fn lock_accounts(
     transaction: &mut DbTransaction<'_, Postgres>,
+    sql: &str,
     users: &[&str],
 ) -> Result<HashMap<String, Balance>, Failure> {
-    let rows = sqlx::query(LOCK_ACCOUNTS).bind(users).fetch_all(&mut **transaction).await?;
+    let rows = sqlx::query(sql).bind(users).fetch_all(&mut **transaction).await?;
     rows.iter()
         .map(|row: &PgRow| {
             let user: String = row.try_get("user_id")?;
@@ -123,10 +137,12 @@ async fn recorded_under_keys(
         .collect()
 }
 
-/// Inserts the planned entries; the transactions they became, in the same order.
-async fn insert_entries(
+/// Inserts the planned entries and writes the final balances; the transactions the entries became, in
+/// the same order.
+async fn write(
     transaction: &mut DbTransaction<'_, Postgres>,
     entries: &[PlannedEntry],
+    final_balances: &[(UserId, Balance)],
 ) -> Result<Vec<Transaction>, Failure> {
     if entries.is_empty() {
         return Ok(Vec::new());
@@ -137,12 +153,16 @@ async fn insert_entries(
     let balances_after: Vec<Decimal> = entries.iter().map(|entry| entry.balance_after.as_decimal()).collect();
     let keys: Vec<Option<&str>> =
         entries.iter().map(|entry| entry.idempotency_key.as_ref().map(IdempotencyKey::as_str)).collect();
-    let rows = sqlx::query(INSERT_ENTRIES)
+    let (final_users, final_amounts): (Vec<&str>, Vec<Decimal>) =
+        final_balances.iter().map(|(user, balance)| (user.as_str(), balance.as_decimal())).unzip();
+    let rows = sqlx::query(WRITE_ENTRIES_AND_BALANCES)
         .bind(&ids)
         .bind(users)
         .bind(amounts)
         .bind(balances_after)
         .bind(keys)
+        .bind(final_users)
+        .bind(final_amounts)
         .fetch_all(&mut **transaction)
         .await?;
     let mut created_at_by_id = HashMap::with_capacity(rows.len());
