@@ -88,3 +88,34 @@ impl From<sqlx::Error> for Failure {
         Self::Sql(error)
     }
 }
+
+impl Failure {
+    /// One storage error per request of a failed batch, each of the same kind and with the same cause.
+    pub fn for_each_request(self, count: usize) -> Vec<StorageError> {
+        let (unavailable, cause) = match self {
+            Self::Sql(error) => {
+                let error = storage_error(error);
+                (matches!(error, StorageError::Unavailable(_)), error_chain(&error))
+            }
+            Self::Corrupt(error) => (false, error_chain(&error)),
+        };
+        tracing::warn!(requests = count, error = %cause, "a batch failed; none of its requests was served");
+        (0..count)
+            .map(|_| {
+                let cause = format!("the batch of this request failed: {cause}").into();
+                if unavailable { StorageError::Unavailable(cause) } else { StorageError::Failed(cause) }
+            })
+            .collect()
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        chain.push_str(": ");
+        chain.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    chain
+}

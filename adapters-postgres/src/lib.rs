@@ -15,8 +15,10 @@
 //! database or committed offline data at build time, and every statement here is exercised by the
 //! contract suite and the tests beside it against a real PostgreSQL instead.
 
+mod balance_reads;
 mod batch;
 mod batch_plan;
+mod batcher;
 mod errors;
 mod group_commit;
 mod history;
@@ -31,11 +33,12 @@ use domain::{
 };
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool, Row};
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 pub use errors::ConnectError;
 pub use group_commit::GroupCommitSettings;
 
+use balance_reads::BalanceReader;
 use group_commit::GroupCommitter;
 
 /// The schema, applied by the binary at start-up. sqlx holds an advisory lock while it migrates, so
@@ -55,6 +58,8 @@ pub struct PgSettings {
     pub statement_timeout: Duration,
     /// How concurrent adds share transactions.
     pub group_commit: GroupCommitSettings,
+    /// How many coalesced balance reads may be in flight at once (each holds a connection).
+    pub read_workers: usize,
 }
 
 impl std::fmt::Debug for PgSettings {
@@ -65,6 +70,7 @@ impl std::fmt::Debug for PgSettings {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("group_commit", &self.group_commit)
+            .field("read_workers", &self.read_workers)
             .finish()
     }
 }
@@ -78,6 +84,7 @@ impl PgSettings {
             acquire_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(5),
             group_commit: GroupCommitSettings::default(),
+            read_workers: 4,
         }
     }
 
@@ -100,6 +107,7 @@ pub struct PgLedger {
     pool: PgPool,
     connect_options: PgConnectOptions,
     committer: GroupCommitter,
+    balance_reader: BalanceReader,
 }
 
 impl PgLedger {
@@ -123,7 +131,8 @@ impl PgLedger {
             .max_lifetime(Duration::from_secs(30 * 60))
             .connect_lazy_with(options.clone());
         let committer = GroupCommitter::start(&pool, settings.group_commit);
-        Ok(Self { pool, connect_options: options, committer })
+        let balance_reader = BalanceReader::start(&pool, settings.read_workers);
+        Ok(Self { pool, connect_options: options, committer, balance_reader })
     }
 
     /// Adds waiting for a group-commit worker, for gauges.
@@ -175,15 +184,7 @@ impl LedgerRepository for PgLedger {
 
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     async fn balance(&self, user_id: &UserId) -> Result<Balance, StorageError> {
-        let row = sqlx::query("SELECT balance FROM accounts WHERE user_id = $1")
-            .bind(user_id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(errors::storage_error)?;
-        match row {
-            None => Ok(Balance::ZERO),
-            Some(row) => errors::balance_from(row.try_get("balance").map_err(errors::storage_error)?),
-        }
+        self.balance_reader.balance(user_id.clone()).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]

@@ -46,6 +46,10 @@ pub struct Config {
     #[arg(long, env = "BITBURST_PG_BATCH_MAX", default_value_t = 256, value_name = "ADDS")]
     pub pg_batch_max: usize,
 
+    /// How many coalesced balance reads may be in flight at once (each holds a connection).
+    #[arg(long, env = "BITBURST_PG_READ_WORKERS", default_value_t = 4, value_name = "READS")]
+    pub pg_read_workers: usize,
+
     /// At start-up, how long to wait for PostgreSQL to answer (retrying with backoff) before giving up.
     #[arg(long, env = "BITBURST_DB_WAIT_MS", default_value_t = 60_000, value_name = "MILLISECONDS")]
     pub db_wait_ms: u64,
@@ -101,6 +105,7 @@ impl Config {
             acquire_timeout: Duration::from_millis(self.pg_acquire_timeout_ms),
             statement_timeout: Duration::from_millis(self.pg_statement_timeout_ms),
             group_commit: GroupCommitSettings { workers: self.pg_batch_workers, max_batch: self.pg_batch_max },
+            read_workers: self.pg_read_workers,
         })
     }
 
