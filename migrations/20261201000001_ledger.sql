@@ -23,7 +23,9 @@ CREATE TABLE ledger_entries (
                     CHECK (balance_after >= amount AND balance_after <= 1000000000000.00),
     idempotency_key text
                     CONSTRAINT ledger_entries_idempotency_key_shape CHECK (idempotency_key ~ '^[ -~]{1,255}$'),
-    created_at      timestamptz NOT NULL DEFAULT now(),
+    -- clock_timestamp(), not now(): the time of the insert, which comes after the account row lock, so a
+    -- user's entries are timed in the order they were recorded (now() is when the transaction began).
+    created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     -- Exactly once per (user, key), across retries, concurrent duplicates and instances. Entries without
     -- a key are NULL here, and NULLs are distinct, so unkeyed adds never collide.
     CONSTRAINT ledger_entries_one_per_key UNIQUE (user_id, idempotency_key)

@@ -9,7 +9,7 @@ use domain::{Balance, StorageError, UserId};
 use rust_decimal::Decimal;
 use sqlx::{PgPool, Row};
 
-use crate::batcher::Batcher;
+use crate::batcher::{Batcher, shard_of_user};
 use crate::errors::{Failure, balance_from, storage_error};
 
 type Answer = Result<Balance, StorageError>;
@@ -26,7 +26,7 @@ const MAX_READ_BATCH: usize = 256;
 impl BalanceReader {
     pub fn start(pool: &PgPool, workers: usize) -> Self {
         let pool = pool.clone();
-        let batcher = Batcher::start(workers, MAX_READ_BATCH, move |users| {
+        let batcher = Batcher::start(workers, MAX_READ_BATCH, shard_of_user, move |users| {
             let pool = pool.clone();
             async move { read(&pool, users).await }
         });

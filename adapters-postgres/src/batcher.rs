@@ -1,12 +1,17 @@
-//! Gathering concurrent requests into batches: each of a few workers takes the first request waiting
-//! and every request already queued behind it (up to a batch size), and answers them all with one call.
-//! Nothing waits for a batch to fill: a lone request is a batch of one at once, and under load requests
-//! gather by themselves while the workers' previous batches run.
+//! Gathering concurrent requests into batches. Requests are spread over workers by a shard key (the
+//! user), each worker with a queue of its own; a worker takes the first request waiting and every request
+//! already queued behind it (up to a batch size), and answers them all with one call. Nothing waits for a
+//! batch to fill: a lone request is a batch of one at once, and under load requests gather by themselves
+//! while the worker's previous batch runs.
+//!
+//! Sharding by user does two things: requests for one busy user always meet in one queue, so they make
+//! big batches instead of contending for that user's row lock from several workers; and the batches of
+//! different workers never share a user, so they never wait for each other.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// The workers stopped, or one dropped the request without an answer.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -15,67 +20,71 @@ pub struct NotAnswered;
 
 type Pending<Request, Answer> = (Request, oneshot::Sender<Answer>);
 
-/// The entrance to a set of batch workers. Dropping every clone stops them once the queue is empty.
-#[derive(Debug)]
+/// The entrance to a set of batch workers. Dropping every clone stops them once their queues are empty.
 pub struct Batcher<Request, Answer> {
-    queue: mpsc::Sender<Pending<Request, Answer>>,
+    queues: Arc<[mpsc::Sender<Pending<Request, Answer>>]>,
+    shard_of: fn(&Request) -> u64,
+}
+
+impl<Request, Answer> std::fmt::Debug for Batcher<Request, Answer> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").field("workers", &self.queues.len()).finish_non_exhaustive()
+    }
 }
 
 impl<Request, Answer> Clone for Batcher<Request, Answer> {
     fn clone(&self) -> Self {
-        Self { queue: self.queue.clone() }
+        Self { queues: Arc::clone(&self.queues), shard_of: self.shard_of }
     }
 }
 
 impl<Request: Send + 'static, Answer: Send + 'static> Batcher<Request, Answer> {
     /// Starts `workers` workers on the current tokio runtime. `answer` gets a batch and returns one answer
-    /// per request, in the same order.
-    pub fn start<Run, Answers>(workers: usize, max_batch: usize, answer: Run) -> Self
+    /// per request, in the same order; `shard_of` says which worker a request goes to.
+    pub fn start<Run, Answers>(workers: usize, max_batch: usize, shard_of: fn(&Request) -> u64, answer: Run) -> Self
     where
         Run: Fn(Vec<Request>) -> Answers + Clone + Send + Sync + 'static,
         Answers: Future<Output = Vec<Answer>> + Send + 'static,
     {
         let (workers, max_batch) = (workers.max(1), max_batch.max(1));
-        let (queue, waiting) = mpsc::channel(max_batch * workers * 4);
-        let waiting = Arc::new(Mutex::new(waiting));
-        for _ in 0..workers {
-            tokio::spawn(work(Arc::clone(&waiting), max_batch, answer.clone()));
-        }
-        Self { queue }
+        let queues = (0..workers)
+            .map(|_| {
+                let (queue, waiting) = mpsc::channel(max_batch * 4);
+                tokio::spawn(work(waiting, max_batch, answer.clone()));
+                queue
+            })
+            .collect();
+        Self { queues, shard_of }
     }
 
     /// Requests queued and not yet taken by a worker.
     pub fn waiting(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
+        self.queues.iter().map(|queue| queue.max_capacity() - queue.capacity()).sum()
     }
 
     /// Answers `request` as part of whatever batch it joins.
     pub async fn submit(&self, request: Request) -> Result<Answer, NotAnswered> {
+        let shard = usize::try_from((self.shard_of)(&request) % self.queues.len() as u64).unwrap_or(0);
         let (reply, answer) = oneshot::channel();
-        self.queue.send((request, reply)).await.map_err(|_| NotAnswered)?;
+        self.queues[shard].send((request, reply)).await.map_err(|_| NotAnswered)?;
         answer.await.map_err(|_| NotAnswered)
     }
 }
 
 async fn work<Request, Answer, Run, Answers>(
-    waiting: Arc<Mutex<mpsc::Receiver<Pending<Request, Answer>>>>,
+    mut waiting: mpsc::Receiver<Pending<Request, Answer>>,
     max_batch: usize,
     answer: Run,
 ) where
     Run: Fn(Vec<Request>) -> Answers,
     Answers: Future<Output = Vec<Answer>>,
 {
-    loop {
-        let mut batch = Vec::new();
-        {
-            let mut waiting = waiting.lock().await;
-            let Some(first) = waiting.recv().await else { return };
-            batch.push(first);
-            while batch.len() < max_batch {
-                match waiting.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
+    while let Some(first) = waiting.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match waiting.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
             }
         }
         let (requests, replies): (Vec<Request>, Vec<oneshot::Sender<Answer>>) = batch.into_iter().unzip();
@@ -86,6 +95,16 @@ async fn work<Request, Answer, Run, Answers>(
     }
 }
 
+/// A stable shard key for a user: the same user always goes to the same worker.
+pub fn shard_of_user(user_id: &domain::UserId) -> u64 {
+    // FNV-1a: cheap, and stable across processes (unlike the std hasher's random keys), which keeps a
+    // user's requests together and nothing else depends on.
+    user_id
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,14 +113,19 @@ mod tests {
     async fn every_request_gets_its_own_answer_and_batches_form_under_load() {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = Arc::clone(&sizes);
-        let batcher = Batcher::start(1, 64, move |numbers: Vec<u32>| {
-            let seen = Arc::clone(&seen);
-            async move {
-                seen.lock().expect("sizes").push(numbers.len());
-                tokio::task::yield_now().await;
-                numbers.into_iter().map(|n| n * 2).collect::<Vec<_>>()
-            }
-        });
+        let batcher = Batcher::start(
+            1,
+            64,
+            |n: &u32| u64::from(*n),
+            move |numbers: Vec<u32>| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    seen.lock().expect("sizes").push(numbers.len());
+                    tokio::task::yield_now().await;
+                    numbers.into_iter().map(|n| n * 2).collect::<Vec<_>>()
+                }
+            },
+        );
         let tasks: Vec<_> = (0..200_u32)
             .map(|n| {
                 let batcher = batcher.clone();
@@ -116,5 +140,36 @@ mod tests {
         assert_eq!(sizes.iter().sum::<usize>(), 200);
         assert!(sizes.iter().all(|size| *size <= 64));
         assert!(sizes.len() < 200, "requests that queued together were answered together: {sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn requests_of_one_shard_always_meet_in_one_worker() {
+        let recorded = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&recorded);
+        let batcher = Batcher::start(
+            4,
+            64,
+            |n: &u32| u64::from(*n % 4),
+            move |numbers: Vec<u32>| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    seen.lock().expect("recorded").push(numbers.clone());
+                    tokio::task::yield_now().await;
+                    numbers
+                }
+            },
+        );
+        let tasks: Vec<_> = (0..400_u32)
+            .map(|n| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.submit(n).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("the task ran").expect("answered");
+        }
+        for batch in recorded.lock().expect("recorded").iter() {
+            assert!(batch.iter().all(|n| n % 4 == batch[0] % 4), "one shard per batch: {batch:?}");
+        }
     }
 }

@@ -5,13 +5,14 @@
 use domain::{AddOutcome, NewAdd, RecordAddError, StorageError};
 use sqlx::PgPool;
 
-use crate::batcher::Batcher;
+use crate::batcher::{Batcher, shard_of_user};
 use crate::{batch, record};
 
 /// How adds are gathered into batches.
 #[derive(Debug, Clone, Copy)]
 pub struct GroupCommitSettings {
-    /// Batches in flight at once; each holds one connection while it runs.
+    /// Workers, each recording one batch at a time on one connection. Users are spread over them, so a
+    /// user's concurrent adds share one worker's batches.
     pub workers: usize,
     /// The most adds in one batch.
     pub max_batch: usize,
@@ -19,11 +20,15 @@ pub struct GroupCommitSettings {
 
 impl Default for GroupCommitSettings {
     fn default() -> Self {
-        Self { workers: 4, max_batch: 256 }
+        Self { workers: 8, max_batch: 256 }
     }
 }
 
 type Answer = Result<AddOutcome, RecordAddError>;
+
+fn shard_of_add(add: &NewAdd) -> u64 {
+    shard_of_user(&add.user_id)
+}
 
 /// The entrance to the batch workers. Dropping every clone stops them once the queue is empty.
 #[derive(Debug, Clone)]
@@ -35,7 +40,7 @@ impl GroupCommitter {
     /// Starts the workers on the current tokio runtime.
     pub fn start(pool: &PgPool, settings: GroupCommitSettings) -> Self {
         let pool = pool.clone();
-        let batcher = Batcher::start(settings.workers, settings.max_batch, move |adds| {
+        let batcher = Batcher::start(settings.workers, settings.max_batch, shard_of_add, move |adds| {
             let pool = pool.clone();
             async move { commit(&pool, adds).await }
         });

@@ -80,7 +80,7 @@ impl PgSettings {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            pool_size: 10,
+            pool_size: 16,
             acquire_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(5),
             group_commit: GroupCommitSettings::default(),

@@ -27,7 +27,7 @@ pub struct Config {
 
     /// Connections to PostgreSQL this instance may hold. Instances x pool size must stay below the
     /// server's connection limit (100 by default); put PgBouncer in front beyond that.
-    #[arg(long, env = "BITBURST_PG_POOL_SIZE", default_value_t = 10, value_name = "CONNECTIONS")]
+    #[arg(long, env = "BITBURST_PG_POOL_SIZE", default_value_t = 16, value_name = "CONNECTIONS")]
     pub pg_pool_size: u32,
 
     /// How long a request waits for a PostgreSQL connection (a free one, or a new one being made).
@@ -38,8 +38,9 @@ pub struct Config {
     #[arg(long, env = "BITBURST_PG_STATEMENT_TIMEOUT_MS", default_value_t = 5000, value_name = "MILLISECONDS")]
     pub pg_statement_timeout_ms: u64,
 
-    /// Group commit: how many batches of adds may be in flight at once (each holds a connection).
-    #[arg(long, env = "BITBURST_PG_BATCH_WORKERS", default_value_t = 4, value_name = "BATCHES")]
+    /// Group commit: how many batches of adds may be in flight at once (each holds a connection). Users
+    /// are spread over the workers, so one user's concurrent adds always share a batch.
+    #[arg(long, env = "BITBURST_PG_BATCH_WORKERS", default_value_t = 8, value_name = "BATCHES")]
     pub pg_batch_workers: usize,
 
     /// Group commit: the most adds recorded in one database transaction.

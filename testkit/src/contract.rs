@@ -104,6 +104,9 @@ pub async fn full_history(subject: &Subject, user_id: &UserId) -> Vec<Transactio
 /// amount, and the last one is the balance.
 pub async fn assert_ledger_is_consistent(subject: &Subject, user_id: &UserId) -> Vec<Transaction> {
     let history = full_history(subject, user_id).await;
+    for pair in history.windows(2) {
+        assert!(pair[0].created_at >= pair[1].created_at, "history is newest first by created_at too: {pair:?}");
+    }
     let mut running = Balance::ZERO;
     for transaction in history.iter().rev() {
         running = running.credit(transaction.amount).expect("history stays within the limit");
