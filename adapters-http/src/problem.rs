@@ -1,5 +1,3 @@
-use std::error::Error;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use axum::Json;
@@ -7,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{
     AmountError, BalanceLimitExceeded, HistoryCursorError, IdempotencyKeyError, PageNumberError, StorageError,
-    UserIdError,
+    UserIdError, error_chain,
 };
 use serde::Serialize;
 
@@ -124,24 +122,13 @@ impl ApiError {
     }
 }
 
-/// The error and every cause under it, for one log line.
-fn cause_chain(error: &dyn Error) -> String {
-    let mut chain = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let _ = write!(chain, ": {inner}");
-        cause = inner.source();
-    }
-    chain
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.status_and_type();
         match &self {
-            Self::Internal(cause) => tracing::error!(error = %cause_chain(cause), "request failed"),
+            Self::Internal(cause) => tracing::error!(error = %error_chain(cause), "request failed"),
             Self::StorageUnavailable { cause: Some(cause), .. } => {
-                tracing::warn!(error = %cause_chain(cause), "store unavailable");
+                tracing::warn!(error = %error_chain(cause), "store unavailable");
             }
             _ => {}
         }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use domain::{Amount, Balance, StorageError};
+use domain::{Amount, Balance, StorageError, error_chain};
 use rust_decimal::Decimal;
 
 /// Why the ledger could not be set up on PostgreSQL.
@@ -107,15 +107,4 @@ impl Failure {
             })
             .collect()
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut chain = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        chain.push_str(": ");
-        chain.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    chain
 }

@@ -13,7 +13,7 @@ use adapters_memory::InMemoryLedger;
 use adapters_postgres::{ConnectError, PgLedger};
 use application::Ledger;
 use clap::Parser;
-use domain::LedgerRepository;
+use domain::{LedgerRepository, error_chain};
 
 use crate::config::Config;
 
@@ -99,15 +99,4 @@ async fn open_store(config: &Config) -> Result<(Arc<dyn LedgerRepository>, Gauge
             .set(u32::try_from(observed.adds_waiting()).map_or(f64::MAX, f64::from));
     });
     Ok((Arc::new(ledger), gauges))
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut chain = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        chain.push_str(": ");
-        chain.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    chain
 }

@@ -20,6 +20,6 @@ pub use idempotency_key::{IdempotencyKey, IdempotencyKeyError};
 pub use money::{Amount, AmountError, Balance, BalanceLimitExceeded, InvalidBalance, MAX_AMOUNT, MAX_BALANCE};
 #[cfg(feature = "mocks")]
 pub use repository::MockLedgerRepository;
-pub use repository::{AddOutcome, LedgerRepository, NewAdd, RecordAddError, StorageCause, StorageError};
+pub use repository::{AddOutcome, LedgerRepository, NewAdd, RecordAddError, StorageCause, StorageError, error_chain};
 pub use transaction::{Transaction, TransactionId, recording_time};
 pub use user_id::{UserId, UserIdError};

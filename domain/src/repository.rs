@@ -53,6 +53,18 @@ pub enum RecordAddError {
 /// The cause of a storage failure, kept for logs.
 pub type StorageCause = Box<dyn Error + Send + Sync>;
 
+/// An error and every cause under it, as one line for a log: `outer: inner: innermost`.
+pub fn error_chain(error: &dyn Error) -> String {
+    let mut chain = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        chain.push_str(": ");
+        chain.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    chain
+}
+
 /// The store could not do what was asked. Never a business rule: rules have their own errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -83,4 +95,16 @@ pub trait LedgerRepository: Send + Sync {
 
     /// Whether the store answers now.
     async fn check_ready(&self) -> Result<(), StorageError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_chain_names_every_cause_outermost_first() {
+        let root = std::io::Error::other("connection refused");
+        let error = StorageError::Unavailable(Box::new(root));
+        assert_eq!(error_chain(&error), "the store could not be reached in time: connection refused");
+    }
 }
