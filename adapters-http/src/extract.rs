@@ -53,6 +53,9 @@ struct AddBody<'a> {
     amount: &'a RawValue,
 }
 
+/// How long the body of a request may take to arrive, once its headers have.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The amount of an add request, after the media type, size, JSON and amount rules.
 #[derive(Debug)]
 pub struct AddAmount(pub Amount);
@@ -62,7 +65,15 @@ impl<S: Send + Sync> FromRequest<S> for AddAmount {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         require_json(request.headers())?;
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+        // A body that trickles in must not hold a connection (and a graceful shutdown) forever.
+        let read =
+            tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(request, state)).await.map_err(|_| {
+                ApiError::MalformedBody(format!(
+                    "the request body did not arrive within {} s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ))
+            })?;
+        let bytes = read.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
             } else {
@@ -106,11 +117,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(content_type) = headers.get(CONTENT_TYPE) else { return Err(refuse("without a Content-Type")) };
     let text = content_type.to_str().map_err(|_| refuse("an unreadable Content-Type"))?;
     let essence = text.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
-        Ok(())
-    } else {
-        Err(refuse(text))
-    }
+    if essence == "application/json" { Ok(()) } else { Err(refuse(text)) }
 }
 
 #[derive(Debug, Deserialize)]

@@ -139,7 +139,7 @@ impl IntoResponse for ApiError {
         match self {
             Self::StorageUnavailable { retry_after, .. } | Self::RateLimited { retry_after } => {
                 // Whole seconds, rounded up: waiting less than asked would only be refused again.
-                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let seconds = retry_after.as_secs().saturating_add(u64::from(retry_after.subsec_nanos() > 0));
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
             }
             Self::MissingApiKey => {

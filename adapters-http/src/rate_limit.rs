@@ -65,13 +65,15 @@ impl RateLimiter {
             });
         }
         let bucket = buckets.entry(client).or_insert(Bucket { tokens: burst, refilled_at: now });
-        bucket.tokens = (bucket.tokens + now.duration_since(bucket.refilled_at).as_secs_f64() * rate).min(burst);
-        bucket.refilled_at = now;
+        bucket.tokens =
+            (bucket.tokens + now.saturating_duration_since(bucket.refilled_at).as_secs_f64() * rate).min(burst);
+        // `now` was read before the lock: another request may have refilled later already.
+        bucket.refilled_at = bucket.refilled_at.max(now);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
+            Err(Duration::try_from_secs_f64((1.0 - bucket.tokens) / rate).unwrap_or(Duration::MAX))
         }
     }
 

@@ -220,6 +220,12 @@ async fn every_bad_input_is_a_specific_problem_and_records_nothing() {
             "unsupported-media-type",
         ),
         bad(
+            "a JSON-like vendor type",
+            add_with(Some("application/vnd.example+json"), br#"{"amount": 1}"#.to_vec()),
+            S::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        ),
+        bad(
             "form body",
             add_with(Some("application/x-www-form-urlencoded"), b"amount=1".to_vec()),
             S::UNSUPPORTED_MEDIA_TYPE,

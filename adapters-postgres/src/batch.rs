@@ -1,5 +1,6 @@
 //! Recording a batch of adds in one database transaction of four round trips: lock the batch's accounts
-//! (creating missing ones; in user order, so that concurrent batches do not deadlock), read the entries
+//! (creating missing ones; existing ones in user order, so concurrent batches rarely deadlock, and a
+//! batch that does is rolled back whole by PostgreSQL and run again), read the entries
 //! already recorded under its keys, plan every add in memory with the ledger's rules, then insert all
 //! entries with one `UNNEST` and write each touched balance once, in one statement. One COMMIT answers
 //! the whole batch.

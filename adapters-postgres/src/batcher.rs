@@ -6,7 +6,7 @@
 //!
 //! Sharding by user does two things: requests for one busy user always meet in one queue, so they make
 //! big batches instead of contending for that user's row lock from several workers; and the batches of
-//! different workers never share a user, so they never wait for each other.
+//! different workers of one instance never share a user, so they never wait for each other's locks.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -86,6 +86,12 @@ async fn work<Request, Answer, Run, Answers>(
                 Ok(next) => batch.push(next),
                 Err(_) => break,
             }
+        }
+        // A caller that gave up while its request waited (its HTTP request timed out and was answered
+        // 503) must not have it run afterwards: it has not started, so dropping it here is exact.
+        batch.retain(|(_, reply)| !reply.is_closed());
+        if batch.is_empty() {
+            continue;
         }
         let (requests, replies): (Vec<Request>, Vec<oneshot::Sender<Answer>>) = batch.into_iter().unzip();
         for (reply, answer) in replies.into_iter().zip(answer(requests).await) {
@@ -171,5 +177,46 @@ mod tests {
         for batch in recorded.lock().expect("recorded").iter() {
             assert!(batch.iter().all(|n| n % 4 == batch[0] % 4), "one shard per batch: {batch:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_caller_gave_up_while_it_waited_is_never_run() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (gate, seen) = (Arc::clone(&release), Arc::clone(&ran));
+        let batcher = Batcher::start(
+            1,
+            64,
+            |_: &u32| 0,
+            move |numbers: Vec<u32>| {
+                let (gate, seen) = (Arc::clone(&gate), Arc::clone(&seen));
+                async move {
+                    seen.lock().expect("ran").extend(numbers.iter().copied());
+                    if numbers.contains(&1) {
+                        gate.notified().await;
+                    }
+                    numbers
+                }
+            },
+        );
+        let first = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.submit(1).await }
+        });
+        while ran.lock().expect("ran").is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // The worker is busy with 1; 2 queues behind it and its caller gives up.
+        let abandoned = tokio::time::timeout(std::time::Duration::from_millis(20), batcher.submit(2)).await;
+        assert!(abandoned.is_err(), "the caller timed out");
+        let third = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.submit(3).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        release.notify_one();
+        assert_eq!(first.await.expect("ran").expect("answered"), 1);
+        assert_eq!(third.await.expect("ran").expect("answered"), 3);
+        assert_eq!(*ran.lock().expect("ran"), [1, 3], "the abandoned request never ran");
     }
 }

@@ -27,6 +27,7 @@ fn is_transient(code: &str) -> bool {
         | "57014" // query_canceled: our statement_timeout
         | "57P01" | "57P02" | "57P03" // admin_shutdown, crash_shutdown, cannot_connect_now
         | "55P03" // lock_not_available
+        | "25006" // read_only_sql_transaction: a pooled connection that ended up on a standby after failover
     ) || code.starts_with("08") // connection_exception
         || code.starts_with("53") // insufficient_resources, e.g. too_many_connections
 }
@@ -54,7 +55,9 @@ pub fn storage_error(error: sqlx::Error) -> StorageError {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
+        | sqlx::Error::WorkerCrashed
+        // A broken protocol exchange is a connection that went wrong mid-way, not a bad request.
+        | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(database) => database.code().is_some_and(|code| is_transient(&code)),
         _ => false,
     };

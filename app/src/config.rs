@@ -94,6 +94,11 @@ pub struct Config {
     /// so that a load balancer takes it out first; then it stops accepting and finishes what is in flight.
     #[arg(long, env = "BITBURST_DRAIN_GRACE_MS", default_value_t = 0, value_name = "MILLISECONDS")]
     pub drain_grace_ms: u64,
+
+    /// After the drain grace period, how long requests in flight may take to finish before the process
+    /// exits anyway (with a non-zero status).
+    #[arg(long, env = "BITBURST_SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000, value_name = "MILLISECONDS")]
+    pub shutdown_timeout_ms: u64,
 }
 
 impl Config {
@@ -136,6 +141,10 @@ impl Config {
 
     pub fn store_timeout(&self) -> Duration {
         Duration::from_millis(self.store_timeout_ms)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
     }
 
     pub fn drain_grace(&self) -> Duration {

@@ -59,7 +59,20 @@ async fn run(config: Config) -> Result<(), StartupError> {
 
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown::drained(readiness, config.drain_grace())).await?;
+    let stopped_accepting = Arc::new(tokio::sync::Notify::new());
+    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown::drained(
+        readiness,
+        config.drain_grace(),
+        Arc::clone(&stopped_accepting),
+    ));
+    let deadline = async {
+        stopped_accepting.notified().await;
+        tokio::time::sleep(config.shutdown_timeout()).await;
+    };
+    tokio::select! {
+        served = serve => served?,
+        () = deadline => return Err(StartupError::ShutdownTimedOut(config.shutdown_timeout())),
+    }
     tracing::info!("stopped: every accepted request was answered");
     Ok(())
 }
@@ -70,6 +83,8 @@ enum StartupError {
     Store(#[from] ConnectError),
     #[error("cannot start")]
     Io(#[from] std::io::Error),
+    #[error("requests were still in flight {0:?} after the server stopped accepting; exiting without them")]
+    ShutdownTimedOut(std::time::Duration),
 }
 
 /// Sets the store's gauges just before a scrape.

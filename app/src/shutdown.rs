@@ -1,16 +1,20 @@
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use adapters_http::Readiness;
 
 /// Resolves when the server should stop accepting connections: after SIGTERM or Ctrl-C, once the drain
 /// grace period has passed. Readiness turns 503 at the signal, before the grace period, so a load balancer
 /// stops routing here while requests that still arrive are served.
-pub async fn drained(readiness: Readiness, grace: Duration) {
+pub async fn drained(readiness: Readiness, grace: Duration, stopped_accepting: Arc<Notify>) {
     let signal = wait_for_signal().await;
     readiness.start_draining();
     tracing::info!(signal, grace_ms = grace.as_millis(), "shutting down: /readyz answers 503, draining");
     tokio::time::sleep(grace).await;
     tracing::info!("no longer accepting connections; finishing requests in flight");
+    stopped_accepting.notify_one();
 }
 
 async fn wait_for_signal() -> &'static str {
