@@ -6,6 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::clients::{balance_at, history_ids_at};
 use support::{TestApp, spawn_app};
 use testkit::postgres::{Lifetime, LocalServer, create_database, fresh_database, unavailable};
 
@@ -24,37 +25,11 @@ async fn add(app: &TestApp, user: &str, amount: Value, key: &str) -> reqwest::Re
 }
 
 async fn balance(app: &TestApp, user: &str) -> String {
-    let body: Value = app
-        .client
-        .get(app.url(&format!("/users/{user}/balance")))
-        .send()
-        .await
-        .expect("the instance answers")
-        .json()
-        .await
-        .expect("JSON");
-    body["balance"].as_str().expect("a balance").to_owned()
+    balance_at(&app.client, &app.url(""), user).await
 }
 
 async fn history_length(app: &TestApp, user: &str) -> usize {
-    let mut count = 0;
-    let mut query = "page=1".to_owned();
-    loop {
-        let page: Value = app
-            .client
-            .get(app.url(&format!("/users/{user}/history?{query}")))
-            .send()
-            .await
-            .expect("the instance answers")
-            .json()
-            .await
-            .expect("JSON");
-        count += page["transactions"].as_array().map_or(0, Vec::len);
-        match page["next_cursor"].as_str() {
-            Some(cursor) => query = format!("cursor={cursor}"),
-            None => return count,
-        }
-    }
+    history_ids_at(&app.client, &app.url(""), user).await.len()
 }
 
 #[tokio::test]

@@ -102,42 +102,52 @@ pub async fn send_until_acknowledged(
     panic!("{transfer:?} was never acknowledged");
 }
 
+/// A user's balance as the service at `base` answers it.
+pub async fn balance_at(client: &reqwest::Client, base: &str, user: &str) -> String {
+    let body: Value = client
+        .get(format!("{base}/users/{user}/balance"))
+        .send()
+        .await
+        .expect("balance answers")
+        .json()
+        .await
+        .expect("JSON");
+    body["balance"].as_str().expect("a balance").to_owned()
+}
+
+/// The ids of a user's whole history, newest first, read through keyset pages.
+pub async fn history_ids_at(client: &reqwest::Client, base: &str, user: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut query = "page=1".to_owned();
+    loop {
+        let page: Value = client
+            .get(format!("{base}/users/{user}/history?{query}"))
+            .send()
+            .await
+            .expect("history answers")
+            .json()
+            .await
+            .expect("JSON");
+        for transaction in page["transactions"].as_array().expect("a list") {
+            ids.push(transaction["id"].as_str().expect("an id").to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => query = format!("cursor={cursor}"),
+            None => return ids,
+        }
+    }
+}
+
 /// The check that matters: every user's balance is exactly the sum of the acknowledged amounts, and
 /// the history holds exactly the acknowledged transactions, once each.
 pub async fn assert_money_is_exact(client: &reqwest::Client, base: &str, tally: &Arc<Tally>) {
     let acknowledged = tally.acknowledged.lock().expect("tally").clone();
     for (user, adds) in &acknowledged {
-        let balance: Value = client
-            .get(format!("{base}/users/{user}/balance"))
-            .send()
-            .await
-            .expect("balance answers")
-            .json()
-            .await
-            .expect("JSON");
         let expected: Decimal = adds.values().map(|(amount, _)| *amount).sum();
-        let balance: Decimal = balance["balance"].as_str().and_then(|b| b.parse().ok()).expect("a balance");
+        let balance: Decimal = balance_at(client, base, user).await.parse().expect("a decimal balance");
         assert_eq!(balance, expected, "{user}: the balance is the sum of the acknowledged adds");
 
-        let mut ids = Vec::new();
-        let mut query = "page=1".to_owned();
-        loop {
-            let page: Value = client
-                .get(format!("{base}/users/{user}/history?{query}"))
-                .send()
-                .await
-                .expect("history answers")
-                .json()
-                .await
-                .expect("JSON");
-            for transaction in page["transactions"].as_array().expect("a list") {
-                ids.push(transaction["id"].as_str().expect("an id").to_owned());
-            }
-            match page["next_cursor"].as_str() {
-                Some(cursor) => query = format!("cursor={cursor}"),
-                None => break,
-            }
-        }
+        let ids = history_ids_at(client, base, user).await;
         let distinct: BTreeSet<&String> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len(), "{user}: no transaction twice in history");
         let expected_ids: BTreeSet<&String> = adds.values().map(|(_, id)| id).collect();
