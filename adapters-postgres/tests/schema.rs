@@ -116,7 +116,7 @@ async fn instances_migrating_at_once_apply_the_schema_once() {
 
 #[tokio::test]
 async fn an_unreachable_database_is_unavailable_within_the_acquire_timeout() {
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("bound").port();
+    let closed_port = testkit::free_loopback_port();
     let mut settings = PgSettings::new(format!("postgres://nobody@127.0.0.1:{closed_port}/none"));
     settings.acquire_timeout = Duration::from_secs(1);
     let ledger = PgLedger::connect_lazy(&settings).expect("a valid URL");

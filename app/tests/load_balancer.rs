@@ -67,7 +67,7 @@ fn templated_config(upstreams: &[String], port: u16) -> String {
 }
 
 fn start_nginx(binary: &Path, upstreams: &[String]) -> Nginx {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("bound").port();
+    let port = testkit::free_loopback_port();
     let prefix = std::env::temp_dir().join(format!("bitburst-nginx-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&prefix).expect("a prefix directory");
     let config_path = prefix.join("nginx.conf");

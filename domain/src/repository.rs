@@ -24,15 +24,6 @@ pub enum AddOutcome {
     Replayed(Transaction),
 }
 
-impl AddOutcome {
-    /// The transaction, new or original.
-    pub fn transaction(&self) -> &Transaction {
-        match self {
-            Self::Applied(transaction) | Self::Replayed(transaction) => transaction,
-        }
-    }
-}
-
 /// Why an add was not recorded. In every case the ledger is unchanged.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordAddError {

@@ -12,7 +12,6 @@
 //! With `CI=true` a test that cannot get a server fails; elsewhere it says so on stderr and skips.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -191,7 +190,8 @@ impl LocalServer {
         if as_postgres_user {
             run(Command::new("chown").arg("postgres:").arg(&root))?;
         }
-        let mut server = Self { bin_dir, root, port: free_port()?, as_postgres_user, lifetime, running: None };
+        let mut server =
+            Self { bin_dir, root, port: crate::free_loopback_port(), as_postgres_user, lifetime, running: None };
         let initdb = server.bin_dir.join("initdb");
         let data_dir = server.data_dir();
         run(server.command(&initdb).arg("-D").arg(&data_dir).args([
@@ -212,11 +212,6 @@ impl LocalServer {
     /// The URL of the `postgres` database as the superuser.
     pub fn admin_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// The TCP port the server listens on (the same across restarts).
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -322,11 +317,6 @@ fn run(command: &mut Command) -> Result<(), String> {
 
 fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|metadata| metadata.uid() == 0)
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|error| error.to_string())?;
-    listener.local_addr().map(|address| address.port()).map_err(|error| error.to_string())
 }
 
 fn find_bin_dir() -> Result<PathBuf, String> {
