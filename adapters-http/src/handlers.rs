@@ -1,7 +1,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use application::{AddError, AddMoney};
+use application::{AddError, AddMoney, AddReceipt};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue};
@@ -37,6 +37,10 @@ impl IntoApiError for AddError {
                 ApiError::IdempotencyKeyReused { original_amount }
             }
             AddError::Storage(storage) => ApiError::from_storage(storage, retry_after),
+            AddError::OutcomeUnknown(cause) => {
+                metrics::store_error("outcome_unknown");
+                ApiError::OutcomeUnknown { cause: Some(cause), retry_after }
+            }
         }
     }
 }
@@ -52,6 +56,20 @@ async fn within_store_timeout<T, E: IntoApiError>(
         Err(_elapsed) => {
             metrics::store_error("timeout");
             Err(ApiError::StorageUnavailable { cause: None, retry_after })
+        }
+    }
+}
+
+/// Runs an add to its real outcome. The store bounds its own waits and says whether an add it could not
+/// finish was recorded; this backstop only answers for a store that never returns (a connection silently
+/// gone), and since the add may have reached it, the answer is that its outcome is unknown.
+async fn to_its_outcome(state: &AppState, request: AddMoney) -> Result<AddReceipt, ApiError> {
+    let retry_after = state.settings.retry_after;
+    match tokio::time::timeout(state.settings.add_timeout, state.ledger.add(request)).await {
+        Ok(result) => result.map_err(|error| error.into_api_error(retry_after)),
+        Err(_elapsed) => {
+            metrics::store_error("outcome_unknown");
+            Err(ApiError::OutcomeUnknown { cause: None, retry_after })
         }
     }
 }
@@ -102,7 +120,7 @@ pub async fn add(
     AddAmount(amount): AddAmount,
 ) -> Result<Response, ApiError> {
     let request = AddMoney { user_id, amount, idempotency_key };
-    let receipt = within_store_timeout(&state, state.ledger.add(request)).await?;
+    let receipt = to_its_outcome(&state, request).await?;
     metrics::add_recorded(receipt.replayed);
     let mut response = Json(TransactionBody::from(&receipt.transaction)).into_response();
     if receipt.replayed {

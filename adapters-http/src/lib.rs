@@ -1,4 +1,4 @@
-//! BitBurst's HTTP API, as `../shared/API.md` specifies it, on axum.
+//! BitBurst's HTTP API, as `docs/api.md` describes it, on axum.
 //!
 //! [`router`] builds the whole service without a socket, so tests drive it with `tower::ServiceExt`.
 //! Request bodies are parsed into this crate's own types and converted into domain types here; every
@@ -12,12 +12,14 @@ mod openapi;
 mod problem;
 mod rate_limit;
 mod representation;
+mod serve;
 
 pub use auth::ApiKeys;
 pub use metrics::MetricsRenderer;
 pub use openapi::document as openapi_document;
 pub use problem::ApiError;
 pub use rate_limit::RateLimitSettings;
+pub use serve::{ServeSettings, serve};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,8 +40,12 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// How the router behaves, beyond the ledger it serves.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    /// How long a request may wait for the store before it is answered 503 `storage-unavailable`.
+    /// How long a read may wait for the store before it is answered 503 `storage-unavailable`. (An add's
+    /// wait before it reaches the store is bounded by the store, which alone knows when that happens.)
     pub store_timeout: Duration,
+    /// How long an add may take in all before it is answered 503 `outcome-unknown`: a backstop for a store
+    /// that never returns, far beyond the store's own bounds.
+    pub add_timeout: Duration,
     /// What `Retry-After` tells a caller refused with 503.
     pub retry_after: Duration,
     /// With keys, every `/users/...` request needs one as a bearer token.
@@ -54,6 +60,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             store_timeout: Duration::from_secs(5),
+            add_timeout: Duration::from_secs(60),
             retry_after: Duration::from_secs(1),
             api_keys: None,
             metrics_require_key: false,

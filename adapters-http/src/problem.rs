@@ -4,8 +4,8 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{
-    AmountError, BalanceLimitExceeded, HistoryCursorError, IdempotencyKeyError, PageNumberError, StorageError,
-    UserIdError, error_chain,
+    AmountError, BalanceLimitExceeded, HistoryCursorError, IdempotencyKeyError, PageNumberError, StorageCause,
+    StorageError, UserIdError, error_chain,
 };
 use serde::Serialize;
 
@@ -54,8 +54,12 @@ pub enum ApiError {
     InvalidApiKey,
     #[error("too many requests from this client; retry after the time in Retry-After")]
     RateLimited { retry_after: Duration },
-    #[error("the ledger's store could not be reached in time; retry later, with the same Idempotency-Key for an add")]
+    #[error("the ledger's store could not be reached in time; nothing was recorded, retry later")]
     StorageUnavailable { cause: Option<StorageError>, retry_after: Duration },
+    #[error(
+        "the add may or may not have been recorded: the store was lost before it confirmed; retry with the same Idempotency-Key to learn which, or without a key check the history before sending it again"
+    )]
+    OutcomeUnknown { cause: Option<StorageCause>, retry_after: Duration },
     #[error("the ledger failed to answer; the failure is logged")]
     Internal(#[source] StorageError),
 }
@@ -117,6 +121,7 @@ impl ApiError {
             Self::StorageUnavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "Storage unavailable")
             }
+            Self::OutcomeUnknown { .. } => (StatusCode::SERVICE_UNAVAILABLE, "outcome-unknown", "Outcome unknown"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
@@ -130,6 +135,10 @@ impl IntoResponse for ApiError {
             Self::StorageUnavailable { cause: Some(cause), .. } => {
                 tracing::warn!(error = %error_chain(cause), "store unavailable");
             }
+            Self::OutcomeUnknown { cause, .. } => {
+                let cause = cause.as_deref().map_or_else(|| "no answer in time".to_owned(), |cause| error_chain(cause));
+                tracing::error!(error = %cause, "the outcome of an add is unknown");
+            }
             _ => {}
         }
         let problem =
@@ -137,7 +146,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(problem)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         match self {
-            Self::StorageUnavailable { retry_after, .. } | Self::RateLimited { retry_after } => {
+            Self::StorageUnavailable { retry_after, .. }
+            | Self::OutcomeUnknown { retry_after, .. }
+            | Self::RateLimited { retry_after } => {
                 // Whole seconds, rounded up: waiting less than asked would only be refused again.
                 let seconds = retry_after.as_secs().saturating_add(u64::from(retry_after.subsec_nanos() > 0));
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));

@@ -1,4 +1,4 @@
-//! The HTTP contract of `../shared/API.md`, driven through the router without a socket.
+//! The HTTP contract of `docs/api.md`, driven through the router without a socket.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,7 @@ struct Reply {
 fn app_over(repository: Arc<dyn LedgerRepository>) -> Router {
     let settings = HttpSettings {
         store_timeout: Duration::from_millis(200),
+        add_timeout: Duration::from_millis(400),
         retry_after: Duration::from_secs(2),
         ..HttpSettings::default()
     };
@@ -474,10 +475,70 @@ impl LedgerRepository for SilentStore {
 #[tokio::test]
 async fn a_store_that_does_not_answer_in_time_is_503_not_a_hang() {
     let app = app_over(Arc::new(SilentStore));
-    let reply = send(&app, post_add("gopal", r#"{"amount": 1}"#, Some("k"))).await;
-    assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable");
-    assert_eq!(reply.headers["retry-after"], "2");
+    for request in [get("/users/gopal/balance"), get("/users/gopal/history")] {
+        let reply = send(&app, request).await;
+        assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable");
+        assert_eq!(reply.headers["retry-after"], "2");
+    }
     assert_eq!(send(&app, get("/readyz")).await.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn an_add_the_store_never_answers_is_not_called_unrecorded() {
+    // The store may have recorded it: saying "not recorded" would invite a double credit without a key.
+    let app = app_over(Arc::new(SilentStore));
+    let started = std::time::Instant::now();
+    let reply = send(&app, post_add("gopal", r#"{"amount": 1}"#, Some("k"))).await;
+    assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE, "outcome-unknown");
+    assert_eq!(reply.headers["retry-after"], "2");
+    assert!(started.elapsed() >= Duration::from_millis(400), "answered only at the add timeout");
+}
+
+/// A store that takes 300 ms to record an add: longer than a read may wait, far shorter than an add may.
+struct SlowStore;
+
+#[async_trait]
+impl LedgerRepository for SlowStore {
+    async fn record_add(&self, add: NewAdd) -> Result<AddOutcome, RecordAddError> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let balance_after = Balance::from_decimal(add.amount.as_decimal()).expect("within the limit");
+        let transaction = domain::Transaction {
+            id: domain::TransactionId::new_v7(),
+            user_id: add.user_id,
+            amount: add.amount,
+            balance_after,
+            created_at: chrono::Utc::now(),
+        };
+        Ok(AddOutcome::Applied(transaction))
+    }
+    async fn balance(&self, _user_id: &UserId) -> Result<Balance, StorageError> {
+        Ok(Balance::ZERO)
+    }
+    async fn history(&self, _user_id: &UserId, _request: HistoryRequest) -> Result<HistoryPage, StorageError> {
+        std::future::pending().await
+    }
+    async fn check_ready(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_slow_add_is_answered_with_its_outcome_not_a_read_timeout() {
+    let reply = send(&app_over(Arc::new(SlowStore)), post_add("gopal", r#"{"amount": 1}"#, None)).await;
+    assert_eq!(reply.status, StatusCode::OK, "300 ms is past the 200 ms read timeout: {:?}", reply.body);
+    assert_eq!(reply.body["balance_after"], "1.00");
+}
+
+#[tokio::test]
+async fn an_add_whose_outcome_the_store_lost_is_503_outcome_unknown() {
+    let mut store = MockLedgerRepository::new();
+    store
+        .expect_record_add()
+        .returning(|_| Err(RecordAddError::OutcomeUnknown("connection lost during COMMIT".into())));
+    let reply = send(&app_over(Arc::new(store)), post_add("gopal", r#"{"amount": 1}"#, Some("k"))).await;
+    assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE, "outcome-unknown");
+    assert_eq!(reply.headers["retry-after"], "2");
+    assert!(!reply.body["detail"].as_str().unwrap_or_default().contains("COMMIT"), "the cause stays in the log");
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! after the read arrived, so it sees every add acknowledged before it.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use domain::{Balance, StorageError, UserId};
 use rust_decimal::Decimal;
@@ -18,23 +19,27 @@ type Answer = Result<Balance, StorageError>;
 #[derive(Debug, Clone)]
 pub struct BalanceReader {
     batcher: Batcher<UserId, Answer>,
+    queue_timeout: Duration,
 }
 
 /// The most reads answered by one statement.
 const MAX_READ_BATCH: usize = 256;
 
 impl BalanceReader {
-    pub fn start(pool: &PgPool, workers: usize) -> Self {
+    pub fn start(pool: &PgPool, workers: usize, queue_timeout: Duration) -> Self {
         let pool = pool.clone();
         let batcher = Batcher::start(workers, MAX_READ_BATCH, shard_of_user, move |users| {
             let pool = pool.clone();
             async move { read(&pool, users).await }
         });
-        Self { batcher }
+        Self { batcher, queue_timeout }
     }
 
     pub async fn balance(&self, user_id: UserId) -> Answer {
-        self.batcher.submit(user_id).await.map_err(|not_answered| StorageError::Failed(Box::new(not_answered)))?
+        self.batcher
+            .submit(user_id, self.queue_timeout)
+            .await
+            .map_err(|not_answered| StorageError::Unavailable(Box::new(not_answered)))?
     }
 }
 

@@ -6,7 +6,6 @@
 //! the whole batch.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use domain::{AddOutcome, Balance, IdempotencyKey, NewAdd, RecordAddError, StorageError, Transaction, UserId};
 use rust_decimal::Decimal;
@@ -15,8 +14,9 @@ use sqlx::{PgPool, Postgres, Row, Transaction as DbTransaction};
 use uuid::Uuid;
 
 use crate::batch_plan::{PlannedEntry, plan};
-use crate::errors::{Failure, balance_from, is_retryable_conflict};
+use crate::errors::{Failure, balance_from, commit, violated_constraint};
 use crate::record::{ENTRY_COLUMNS, entry_from_row};
+use crate::retry::retrying;
 
 /// Locks the batch's accounts, creating the missing ones at zero, and returns every balance. Rows that
 /// `created` inserts are invisible to `locked` (one snapshot for the statement), hence the union. A row
@@ -52,28 +52,12 @@ WITH inserted AS (
 )
 SELECT id, created_at FROM inserted";
 
-/// How often a batch that lost a race (a deadlock, or a key recorded concurrently by a writer that does
-/// not lock the account first) is run again before its adds are answered with a storage error.
-const MAX_ATTEMPTS: u32 = 5;
-
-/// Records `adds` together; the answers are in the order of `adds`. `Err` fails every add of the batch
-/// (nothing of it was recorded), and only this batch.
+/// Records `adds` together; the answers are in the order of `adds`. `Err` fails every add of the batch,
+/// and only this batch: nothing of it was recorded, unless it is `Failure::CommitUnanswered`.
 pub async fn record_batch(pool: &PgPool, adds: &[NewAdd]) -> Result<Vec<Result<AddOutcome, RecordAddError>>, Failure> {
-    let mut attempt = 1;
-    loop {
-        match try_batch(pool, adds).await {
-            Err(Failure::Sql(error)) if retry_worthy(&error) && attempt < MAX_ATTEMPTS => {
-                tracing::debug!(attempt, %error, "batch lost a race; running it again");
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2)).await;
-            }
-            result => return result,
-        }
-    }
-}
-
-fn retry_worthy(error: &sqlx::Error) -> bool {
-    is_retryable_conflict(error) || crate::errors::violated_constraint(error) == Some("ledger_entries_one_per_key")
+    // A key recorded concurrently by a writer that does not lock the account first is a race too.
+    retrying(pool, |error| violated_constraint(error) == Some("ledger_entries_one_per_key"), || try_batch(pool, adds))
+        .await
 }
 
 async fn try_batch(pool: &PgPool, adds: &[NewAdd]) -> Result<Vec<Result<AddOutcome, RecordAddError>>, Failure> {
@@ -94,7 +78,7 @@ async fn try_batch(pool: &PgPool, adds: &[NewAdd]) -> Result<Vec<Result<AddOutco
 
     let plan = plan(adds, &balances, &recorded);
     let inserted = write(&mut transaction, &plan.entries, &plan.final_balances).await?;
-    transaction.commit().await?;
+    commit(transaction).await?;
     Ok(plan.into_outcomes(&inserted))
 }
 
@@ -223,6 +207,7 @@ mod tests {
             Err(RecordAddError::KeyReused { original_amount }) => format!("reused {original_amount}"),
             Err(RecordAddError::BalanceLimit(_)) => "limit".to_owned(),
             Err(RecordAddError::Storage(error)) => format!("storage {error}"),
+            Err(RecordAddError::OutcomeUnknown(error)) => format!("unknown {error}"),
         }
     }
 

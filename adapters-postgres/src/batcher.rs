@@ -10,15 +10,51 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
-/// The workers stopped, or one dropped the request without an answer.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the batch workers did not answer")]
-pub struct NotAnswered;
+/// Why a request got no answer from a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotAnswered {
+    /// No worker took it in time: it never ran, and never will.
+    #[error("no batch worker took the request within {0:?}")]
+    NotTaken(Duration),
+    /// The workers have stopped: it never ran, and never will.
+    #[error("the batch workers have stopped")]
+    Stopped,
+    /// A worker took it, then its batch broke off without answering (it panicked): it may have run.
+    #[error("the batch of the request broke off without an answer")]
+    Lost,
+}
 
-type Pending<Request, Answer> = (Request, oneshot::Sender<Answer>);
+/// Who a queued request belongs to: the caller may give up on it only while no worker has taken it, and
+/// a worker may take it only while its caller waits. One compare-and-swap decides, so a request is
+/// never both answered "not taken" and run.
+#[derive(Debug, Default)]
+struct Claim(AtomicU8);
+
+const WAITING: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Claim {
+    fn settle(&self, to: u8) -> bool {
+        self.0.compare_exchange(WAITING, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    fn is_taken(&self) -> bool {
+        self.0.load(Ordering::Acquire) == TAKEN
+    }
+}
+
+struct Pending<Request, Answer> {
+    request: Request,
+    reply: oneshot::Sender<Answer>,
+    claim: Arc<Claim>,
+}
 
 /// The entrance to a set of batch workers. Dropping every clone stops them once their queues are empty.
 pub struct Batcher<Request, Answer> {
@@ -62,12 +98,26 @@ impl<Request: Send + 'static, Answer: Send + 'static> Batcher<Request, Answer> {
         self.queues.iter().map(|queue| queue.max_capacity() - queue.capacity()).sum()
     }
 
-    /// Answers `request` as part of whatever batch it joins.
-    pub async fn submit(&self, request: Request) -> Result<Answer, NotAnswered> {
+    /// Answers `request` as part of whatever batch it joins. If no worker takes it within `patience`, it
+    /// is withdrawn and never runs; once a worker has taken it, this waits for its answer however long the
+    /// batch takes, because only the batch knows what became of it.
+    pub async fn submit(&self, request: Request, patience: Duration) -> Result<Answer, NotAnswered> {
+        let deadline = Instant::now() + patience;
         let shard = usize::try_from((self.shard_of)(&request) % self.queues.len() as u64).unwrap_or(0);
-        let (reply, answer) = oneshot::channel();
-        self.queues[shard].send((request, reply)).await.map_err(|_| NotAnswered)?;
-        answer.await.map_err(|_| NotAnswered)
+        let (reply, mut answer) = oneshot::channel();
+        let claim = Arc::new(Claim::default());
+        let pending = Pending { request, reply, claim: Arc::clone(&claim) };
+        match tokio::time::timeout_at(deadline, self.queues[shard].send(pending)).await {
+            Err(_elapsed) => return Err(NotAnswered::NotTaken(patience)),
+            Ok(Err(_closed)) => return Err(NotAnswered::Stopped),
+            Ok(Ok(())) => {}
+        }
+        let answered = match tokio::time::timeout_at(deadline, &mut answer).await {
+            Ok(answered) => answered,
+            Err(_elapsed) if claim.settle(ABANDONED) => return Err(NotAnswered::NotTaken(patience)),
+            Err(_elapsed) => answer.await,
+        };
+        answered.map_err(|_dropped| if claim.is_taken() { NotAnswered::Lost } else { NotAnswered::Stopped })
     }
 }
 
@@ -76,8 +126,10 @@ async fn work<Request, Answer, Run, Answers>(
     max_batch: usize,
     answer: Run,
 ) where
+    Request: Send + 'static,
+    Answer: Send + 'static,
     Run: Fn(Vec<Request>) -> Answers,
-    Answers: Future<Output = Vec<Answer>>,
+    Answers: Future<Output = Vec<Answer>> + Send + 'static,
 {
     while let Some(first) = waiting.recv().await {
         let mut batch = vec![first];
@@ -87,16 +139,26 @@ async fn work<Request, Answer, Run, Answers>(
                 Err(_) => break,
             }
         }
-        // A caller that gave up while its request waited (its HTTP request timed out and was answered
-        // 503) must not have it run afterwards: it has not started, so dropping it here is exact.
-        batch.retain(|(_, reply)| !reply.is_closed());
+        // A caller that gave up (its patience ran out, or it went away) has been told its request never
+        // ran, or nothing at all: it must not run now.
+        batch.retain(|pending| !pending.reply.is_closed() && pending.claim.settle(TAKEN));
         if batch.is_empty() {
             continue;
         }
-        let (requests, replies): (Vec<Request>, Vec<oneshot::Sender<Answer>>) = batch.into_iter().unzip();
-        for (reply, answer) in replies.into_iter().zip(answer(requests).await) {
-            // A caller that gave up (timed out, disconnected) no longer listens; its request stands.
-            let _ = reply.send(answer);
+        let (requests, replies): (Vec<Request>, Vec<oneshot::Sender<Answer>>) =
+            batch.into_iter().map(|pending| (pending.request, pending.reply)).unzip();
+        // A batch runs as a task of its own, so a panic in it costs that batch (its callers learn that
+        // its outcome is unknown) and not the worker, whose later batches keep running.
+        match tokio::spawn(answer(requests)).await {
+            Ok(answers) => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    // A caller that went away no longer listens; its request stands.
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(broke_off) => {
+                tracing::error!(error = %broke_off, requests = replies.len(), "a batch broke off without answers");
+            }
         }
     }
 }
@@ -114,6 +176,8 @@ pub fn shard_of_user(user_id: &domain::UserId) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PATIENCE: Duration = Duration::from_secs(10);
 
     #[tokio::test]
     async fn every_request_gets_its_own_answer_and_batches_form_under_load() {
@@ -135,7 +199,7 @@ mod tests {
         let tasks: Vec<_> = (0..200_u32)
             .map(|n| {
                 let batcher = batcher.clone();
-                tokio::spawn(async move { (n, batcher.submit(n).await) })
+                tokio::spawn(async move { (n, batcher.submit(n, PATIENCE).await) })
             })
             .collect();
         for task in tasks {
@@ -168,7 +232,7 @@ mod tests {
         let tasks: Vec<_> = (0..400_u32)
             .map(|n| {
                 let batcher = batcher.clone();
-                tokio::spawn(async move { batcher.submit(n).await })
+                tokio::spawn(async move { batcher.submit(n, PATIENCE).await })
             })
             .collect();
         for task in tasks {
@@ -201,22 +265,55 @@ mod tests {
         );
         let first = tokio::spawn({
             let batcher = batcher.clone();
-            async move { batcher.submit(1).await }
+            async move { batcher.submit(1, PATIENCE).await }
         });
         while ran.lock().expect("ran").is_empty() {
             tokio::task::yield_now().await;
         }
         // The worker is busy with 1; 2 queues behind it and its caller gives up.
-        let abandoned = tokio::time::timeout(std::time::Duration::from_millis(20), batcher.submit(2)).await;
-        assert!(abandoned.is_err(), "the caller timed out");
+        let abandoned = batcher.submit(2, Duration::from_millis(20)).await;
+        assert_eq!(abandoned, Err(NotAnswered::NotTaken(Duration::from_millis(20))));
         let third = tokio::spawn({
             let batcher = batcher.clone();
-            async move { batcher.submit(3).await }
+            async move { batcher.submit(3, PATIENCE).await }
         });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         release.notify_one();
         assert_eq!(first.await.expect("ran").expect("answered"), 1);
         assert_eq!(third.await.expect("ran").expect("answered"), 3);
         assert_eq!(*ran.lock().expect("ran"), [1, 3], "the abandoned request never ran");
+    }
+
+    #[tokio::test]
+    async fn a_request_a_worker_took_gets_its_real_answer_even_after_its_patience() {
+        let batcher = Batcher::start(
+            1,
+            64,
+            |_: &u32| 0,
+            |numbers: Vec<u32>| async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                numbers
+            },
+        );
+        let started = Instant::now();
+        assert_eq!(batcher.submit(7, Duration::from_millis(20)).await, Ok(7), "its batch ran to the end");
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_panics_loses_only_its_own_requests_and_the_worker_goes_on() {
+        let batcher = Batcher::start(
+            1,
+            64,
+            |_: &u32| 0,
+            |numbers: Vec<u32>| async move {
+                assert!(!numbers.contains(&13), "a fault injected for the test");
+                numbers
+            },
+        );
+        assert_eq!(batcher.submit(13, PATIENCE).await, Err(NotAnswered::Lost), "it may have run: unknown");
+        for n in 0..3 {
+            assert_eq!(batcher.submit(n, PATIENCE).await, Ok(n), "the worker still serves its shard");
+        }
     }
 }

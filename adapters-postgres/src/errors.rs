@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use domain::{Amount, Balance, StorageError, error_chain};
+use domain::{Amount, Balance, RecordAddError, StorageError, error_chain};
 use rust_decimal::Decimal;
 
 /// Why the ledger could not be set up on PostgreSQL.
@@ -69,6 +69,38 @@ pub fn is_retryable_conflict(error: &sqlx::Error) -> bool {
     matches!(sqlstate(error).as_deref(), Some("40001" | "40P01"))
 }
 
+/// Whether the connection was gone or went away: the server closed it (restarted, or an operator ended
+/// the session), or the network dropped it. After a database restart every pooled connection fails so.
+pub fn is_connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => {
+            database.code().is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02"))
+        }
+        _ => false,
+    }
+}
+
+/// Whether a COMMIT that failed certainly rolled back: the server answered it with an error of the
+/// transaction itself (a deferred constraint, a serialization failure). A connection lost during COMMIT,
+/// or a server going away under it, leaves the outcome unknown: the commit record may be on disk.
+fn commit_rolled_back(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(_)) && !is_connection_lost(error)
+}
+
+/// Commits, telling a COMMIT that certainly failed (`Failure::Sql`: nothing was recorded) from one whose
+/// outcome is unknown (`Failure::CommitUnanswered`).
+pub async fn commit(transaction: sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), Failure> {
+    transaction.commit().await.map_err(|error| {
+        if commit_rolled_back(&error) { Failure::Sql(error) } else { Failure::CommitUnanswered(error) }
+    })
+}
+
+/// The answer to an add whose COMMIT got no answer.
+pub fn outcome_unknown(error: sqlx::Error) -> RecordAddError {
+    RecordAddError::OutcomeUnknown(Box::new(error))
+}
+
 /// A stored balance, checked: a value outside the rules means a corrupt row.
 pub fn balance_from(value: Decimal) -> Result<Balance, StorageError> {
     Balance::from_decimal(value).map_err(|invalid| StorageError::Failed(Box::new(invalid)))
@@ -79,11 +111,15 @@ pub fn amount_from(value: Decimal) -> Result<Amount, StorageError> {
     Amount::from_decimal(value).map_err(|invalid| StorageError::Failed(Box::new(invalid)))
 }
 
-/// A statement that failed, or a row that came back breaking the rules.
+/// Why a transaction did not commit, or may not have.
 #[derive(Debug)]
 pub enum Failure {
+    /// A statement, or the COMMIT, failed and the transaction rolled back: nothing was recorded.
     Sql(sqlx::Error),
+    /// A row came back breaking the rules; the transaction was not committed.
     Corrupt(StorageError),
+    /// The COMMIT was sent and its answer was lost: the transaction may or may not have committed.
+    CommitUnanswered(sqlx::Error),
 }
 
 impl From<sqlx::Error> for Failure {
@@ -93,7 +129,7 @@ impl From<sqlx::Error> for Failure {
 }
 
 impl Failure {
-    /// One storage error per request of a failed batch, each of the same kind and with the same cause.
+    /// One storage error per request of a failed batch of reads, each of the same kind and cause.
     pub fn for_each_request(self, count: usize) -> Vec<StorageError> {
         let (unavailable, cause) = match self {
             Self::Sql(error) => {
@@ -101,12 +137,27 @@ impl Failure {
                 (matches!(error, StorageError::Unavailable(_)), error_chain(&error))
             }
             Self::Corrupt(error) => (false, error_chain(&error)),
+            Self::CommitUnanswered(error) => (false, error_chain(&error)),
         };
         tracing::warn!(requests = count, error = %cause, "a batch failed; none of its requests was served");
         (0..count)
             .map(|_| {
                 let cause = format!("the batch of this request failed: {cause}").into();
                 if unavailable { StorageError::Unavailable(cause) } else { StorageError::Failed(cause) }
+            })
+            .collect()
+    }
+
+    /// One answer per add of a failed batch: not recorded, or, when its COMMIT got no answer, unknown.
+    pub fn for_each_add(self, count: usize) -> Vec<RecordAddError> {
+        let Self::CommitUnanswered(error) = self else {
+            return self.for_each_request(count).into_iter().map(RecordAddError::from).collect();
+        };
+        let cause = error_chain(&error);
+        tracing::error!(requests = count, error = %cause, "a batch's COMMIT got no answer; its outcome is unknown");
+        (0..count)
+            .map(|_| {
+                RecordAddError::OutcomeUnknown(format!("the COMMIT of this add's batch got no answer: {cause}").into())
             })
             .collect()
     }

@@ -1,11 +1,14 @@
 //! Group commit: concurrent adds share one database transaction and one COMMIT. Adds gather through a
 //! [`Batcher`]: an idle service records each add at once, alone (one statement); under load adds gather
-//! while the workers' previous batches commit. Every add is answered only after its batch's COMMIT.
+//! while the workers' previous batches commit. Every add is answered only after its batch's COMMIT, or
+//! when no worker took it in time (then it never runs).
+
+use std::time::Duration;
 
 use domain::{AddOutcome, NewAdd, RecordAddError, StorageError};
 use sqlx::PgPool;
 
-use crate::batcher::{Batcher, shard_of_user};
+use crate::batcher::{Batcher, NotAnswered, shard_of_user};
 use crate::{batch, record};
 
 /// How adds are gathered into batches.
@@ -34,17 +37,20 @@ fn shard_of_add(add: &NewAdd) -> u64 {
 #[derive(Debug, Clone)]
 pub struct GroupCommitter {
     batcher: Batcher<NewAdd, Answer>,
+    queue_timeout: Duration,
 }
 
 impl GroupCommitter {
-    /// Starts the workers on the current tokio runtime.
-    pub fn start(pool: &PgPool, settings: GroupCommitSettings) -> Self {
+    /// Starts the workers on the current tokio runtime. An add that no worker takes within `queue_timeout`
+    /// is withdrawn and answered as not recorded (it never reached the database); once taken, it is
+    /// answered with its real outcome.
+    pub fn start(pool: &PgPool, settings: GroupCommitSettings, queue_timeout: Duration) -> Self {
         let pool = pool.clone();
         let batcher = Batcher::start(settings.workers, settings.max_batch, shard_of_add, move |adds| {
             let pool = pool.clone();
             async move { commit(&pool, adds).await }
         });
-        Self { batcher }
+        Self { batcher, queue_timeout }
     }
 
     /// Adds queued and not yet taken by a worker.
@@ -54,7 +60,11 @@ impl GroupCommitter {
 
     /// Records one add as part of whatever batch it joins.
     pub async fn record(&self, add: NewAdd) -> Answer {
-        self.batcher.submit(add).await.map_err(|not_answered| StorageError::Failed(Box::new(not_answered)))?
+        match self.batcher.submit(add, self.queue_timeout).await {
+            Ok(answer) => answer,
+            Err(lost @ NotAnswered::Lost) => Err(RecordAddError::OutcomeUnknown(Box::new(lost))),
+            Err(not_run) => Err(StorageError::Unavailable(Box::new(not_run)).into()),
+        }
     }
 }
 
@@ -68,7 +78,6 @@ async fn commit(pool: &PgPool, adds: Vec<NewAdd>) -> Vec<Answer> {
     tracing::trace!(size = adds.len(), "recording a batch");
     match batch::record_batch(pool, &adds).await {
         Ok(answers) => answers,
-        // Nothing of the batch was recorded; each caller may retry with its key.
-        Err(failure) => failure.for_each_request(adds.len()).into_iter().map(|error| Err(error.into())).collect(),
+        Err(failure) => failure.for_each_add(adds.len()).into_iter().map(Err).collect(),
     }
 }

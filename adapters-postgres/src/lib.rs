@@ -23,6 +23,7 @@ mod errors;
 mod group_commit;
 mod history;
 mod record;
+mod retry;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -56,6 +57,10 @@ pub struct PgSettings {
     pub acquire_timeout: Duration,
     /// PostgreSQL's `statement_timeout` for every statement of this pool.
     pub statement_timeout: Duration,
+    /// How long a request may wait for a worker to take it to the database. An add that waited this long
+    /// is withdrawn and answered as not recorded; once taken, it waits for its real outcome, each of its
+    /// statements bounded by `statement_timeout`.
+    pub queue_timeout: Duration,
     /// How concurrent adds share transactions.
     pub group_commit: GroupCommitSettings,
     /// How many coalesced balance reads may be in flight at once (each holds a connection).
@@ -69,6 +74,7 @@ impl std::fmt::Debug for PgSettings {
             .field("pool_size", &self.pool_size)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field("queue_timeout", &self.queue_timeout)
             .field("group_commit", &self.group_commit)
             .field("read_workers", &self.read_workers)
             .finish()
@@ -83,6 +89,7 @@ impl PgSettings {
             pool_size: 16,
             acquire_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(5),
+            queue_timeout: Duration::from_secs(5),
             group_commit: GroupCommitSettings::default(),
             read_workers: 4,
         }
@@ -130,8 +137,8 @@ impl PgLedger {
             .idle_timeout(Duration::from_secs(60))
             .max_lifetime(Duration::from_secs(30 * 60))
             .connect_lazy_with(options.clone());
-        let committer = GroupCommitter::start(&pool, settings.group_commit);
-        let balance_reader = BalanceReader::start(&pool, settings.read_workers);
+        let committer = GroupCommitter::start(&pool, settings.group_commit, settings.queue_timeout);
+        let balance_reader = BalanceReader::start(&pool, settings.read_workers, settings.queue_timeout);
         Ok(Self { pool, connect_options: options, committer, balance_reader })
     }
 

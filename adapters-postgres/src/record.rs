@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use domain::{
     AddOutcome, Amount, BalanceLimitExceeded, IdempotencyKey, NewAdd, RecordAddError, StorageError, Transaction,
@@ -10,14 +8,17 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use crate::errors::{Failure, amount_from, balance_from, is_retryable_conflict, storage_error, violated_constraint};
+use crate::errors::{Failure, amount_from, balance_from, commit, outcome_unknown, storage_error, violated_constraint};
+use crate::retry::retrying;
 
 /// The columns every query of entries reads, in the order [`entry_from_row`] expects.
 pub const ENTRY_COLUMNS: &str = "seq, id, user_id, amount, balance_after, created_at";
 
-/// One statement, so one implicit transaction: the account upsert takes the user's row lock and returns
+/// One statement in a transaction of its own: the account upsert takes the user's row lock and returns
 /// the new balance, which the entry records as `balance_after`. If the key was used before, or the
-/// balance would pass its limit, a constraint fails the whole statement and nothing is written.
+/// balance would pass its limit, a constraint fails the statement and nothing is written. The explicit
+/// transaction (rather than the statement's implicit one) is what lets a lost connection be told apart:
+/// before COMMIT nothing was recorded and the add may run again; during COMMIT the outcome is unknown.
 const RECORD_ADD: &str = "
 WITH credited AS (
     INSERT INTO accounts AS account (user_id, balance) VALUES ($1, $2)
@@ -31,23 +32,18 @@ RETURNING seq, id, user_id, amount, balance_after, created_at";
 const ONE_PER_KEY: &str = "ledger_entries_one_per_key";
 const BALANCE_WITHIN_LIMIT: &str = "accounts_balance_within_limit";
 
-/// How often a statement that lost a serialization race or a deadlock is run again before the caller
-/// is told the store is unavailable. A single-row upsert under READ COMMITTED should never need it.
-const MAX_ATTEMPTS: u32 = 5;
+/// How often an add whose key's entry is not visible yet is looked for again.
+const MAX_KEY_LOOKUPS: u32 = 5;
 
 pub async fn record_add(pool: &PgPool, add: NewAdd) -> Result<AddOutcome, RecordAddError> {
-    let mut attempt = 1;
+    let mut lookups = 1;
     loop {
-        let error = match insert_entry(pool, &add).await {
+        let error = match retrying(pool, |_| false, || insert_entry(pool, &add)).await {
             Ok(transaction) => return Ok(AddOutcome::Applied(transaction)),
             Err(Failure::Corrupt(storage)) => return Err(storage.into()),
+            Err(Failure::CommitUnanswered(error)) => return Err(outcome_unknown(error)),
             Err(Failure::Sql(error)) => error,
         };
-        if is_retryable_conflict(&error) && attempt < MAX_ATTEMPTS {
-            attempt += 1;
-            tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 5)).await;
-            continue;
-        }
         let constraint = violated_constraint(&error);
         if !matches!(constraint, Some(ONE_PER_KEY | BALANCE_WITHIN_LIMIT)) {
             return Err(storage_error(error).into());
@@ -65,22 +61,25 @@ pub async fn record_add(pool: &PgPool, add: NewAdd) -> Result<AddOutcome, Record
         }
         // The key's entry was committed by the statement that beat this one, so it is normally found
         // above; reaching here means it is not visible yet, and another attempt will see it.
-        if attempt >= MAX_ATTEMPTS {
+        if lookups >= MAX_KEY_LOOKUPS {
             return Err(storage_error(error).into());
         }
-        attempt += 1;
+        lookups += 1;
     }
 }
 
 async fn insert_entry(pool: &PgPool, add: &NewAdd) -> Result<Transaction, Failure> {
+    let mut transaction = pool.begin().await?;
     let row = sqlx::query(RECORD_ADD)
         .bind(add.user_id.as_str())
         .bind(add.amount.as_decimal())
         .bind(TransactionId::new_v7().as_uuid())
         .bind(add.idempotency_key.as_ref().map(IdempotencyKey::as_str))
-        .fetch_one(pool)
+        .fetch_one(&mut *transaction)
         .await?;
-    entry_from_row(&row).map(|(_, transaction)| transaction).map_err(Failure::Corrupt)
+    let (_, recorded) = entry_from_row(&row).map_err(Failure::Corrupt)?;
+    commit(transaction).await?;
+    Ok(recorded)
 }
 
 fn replay_or_reuse(original: Transaction, amount: Amount) -> Result<AddOutcome, RecordAddError> {

@@ -55,9 +55,16 @@ pub struct Config {
     #[arg(long, env = "BITBURST_DB_WAIT_MS", default_value_t = 60_000, value_name = "MILLISECONDS")]
     pub db_wait_ms: u64,
 
-    /// How long a request waits for the store before it is answered 503 storage-unavailable.
+    /// How long a request may wait to reach the store. Past it, a read is answered 503
+    /// storage-unavailable, and so is an add, which is then withdrawn and never recorded. An add that
+    /// reached the database is answered with its outcome, however long its transaction takes.
     #[arg(long, env = "BITBURST_STORE_TIMEOUT_MS", default_value_t = 5000, value_name = "MILLISECONDS")]
     pub store_timeout_ms: u64,
+
+    /// How long an add may take in all before it is answered 503 outcome-unknown: a backstop for a
+    /// database connection that stops answering mid-transaction. Keep it well above the statement timeout.
+    #[arg(long, env = "BITBURST_ADD_TIMEOUT_MS", default_value_t = 60_000, value_name = "MILLISECONDS")]
+    pub add_timeout_ms: u64,
 
     /// Log lines as human-readable text or as JSON objects (one per line, for log shippers).
     #[arg(long, env = "BITBURST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -90,6 +97,11 @@ pub struct Config {
     #[arg(long, env = "BITBURST_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 
+    /// How long a client may take to send a request's headers, and how long an idle keep-alive connection
+    /// is kept open. Past it the connection is closed. Keep a proxy's upstream keep-alive timeout below it.
+    #[arg(long, env = "BITBURST_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_name = "MILLISECONDS")]
+    pub header_read_timeout_ms: u64,
+
     /// After SIGTERM, how long the instance keeps serving new requests while /readyz already answers 503,
     /// so that a load balancer takes it out first; then it stops accepting and finishes what is in flight.
     #[arg(long, env = "BITBURST_DRAIN_GRACE_MS", default_value_t = 0, value_name = "MILLISECONDS")]
@@ -110,6 +122,7 @@ impl Config {
             pool_size: self.pg_pool_size,
             acquire_timeout: Duration::from_millis(self.pg_acquire_timeout_ms),
             statement_timeout: Duration::from_millis(self.pg_statement_timeout_ms),
+            queue_timeout: self.store_timeout(),
             group_commit: GroupCommitSettings { workers: self.pg_batch_workers, max_batch: self.pg_batch_max },
             read_workers: self.pg_read_workers,
         })
@@ -141,6 +154,14 @@ impl Config {
 
     pub fn store_timeout(&self) -> Duration {
         Duration::from_millis(self.store_timeout_ms)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    pub fn add_timeout(&self) -> Duration {
+        Duration::from_millis(self.add_timeout_ms)
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

@@ -8,7 +8,7 @@ mod telemetry;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use adapters_http::{AppState, HttpSettings, Readiness, router};
+use adapters_http::{AppState, HttpSettings, Readiness, ServeSettings, router};
 use adapters_memory::InMemoryLedger;
 use adapters_postgres::{ConnectError, PgLedger};
 use application::Ledger;
@@ -44,6 +44,7 @@ async fn run(config: Config) -> Result<(), StartupError> {
     let readiness = Readiness::default();
     let settings = HttpSettings {
         store_timeout: config.store_timeout(),
+        add_timeout: config.add_timeout(),
         api_keys,
         metrics_require_key: config.metrics_require_key,
         rate_limit: config.rate_limit(),
@@ -55,16 +56,17 @@ async fn run(config: Config) -> Result<(), StartupError> {
         prometheus.render()
     });
     let state = AppState::new(Ledger::new(repository), readiness.clone(), settings).with_metrics(render_metrics);
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = router(state);
 
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     let stopped_accepting = Arc::new(tokio::sync::Notify::new());
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown::drained(
-        readiness,
-        config.drain_grace(),
-        Arc::clone(&stopped_accepting),
-    ));
+    let serve = adapters_http::serve(
+        listener,
+        app,
+        ServeSettings { header_read_timeout: config.header_read_timeout() },
+        shutdown::drained(readiness, config.drain_grace(), Arc::clone(&stopped_accepting)),
+    );
     let deadline = async {
         stopped_accepting.notified().await;
         tokio::time::sleep(config.shutdown_timeout()).await;

@@ -1,5 +1,6 @@
 use domain::{
-    AddOutcome, Amount, BalanceLimitExceeded, IdempotencyKey, NewAdd, RecordAddError, StorageError, Transaction, UserId,
+    AddOutcome, Amount, BalanceLimitExceeded, IdempotencyKey, NewAdd, RecordAddError, StorageCause, StorageError,
+    Transaction, UserId,
 };
 
 use crate::Ledger;
@@ -24,7 +25,7 @@ pub struct AddReceipt {
     pub replayed: bool,
 }
 
-/// Why an add was refused. Nothing was recorded in any case.
+/// Why an add was refused, or not answered. Nothing was recorded, except perhaps for `OutcomeUnknown`.
 #[derive(Debug, thiserror::Error)]
 pub enum AddError {
     /// The balance would pass 10^12.
@@ -36,9 +37,12 @@ pub enum AddError {
         /// What the key recorded first.
         original_amount: Amount,
     },
-    /// The store failed; the caller may retry with the same key.
+    /// The store failed before the add was recorded; it is not recorded and will not be.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The add may or may not have been recorded; a retry with the same key tells which.
+    #[error(transparent)]
+    OutcomeUnknown(StorageCause),
 }
 
 impl From<RecordAddError> for AddError {
@@ -47,6 +51,7 @@ impl From<RecordAddError> for AddError {
             RecordAddError::BalanceLimit(exceeded) => Self::BalanceLimit(exceeded),
             RecordAddError::KeyReused { original_amount } => Self::KeyReused { original_amount },
             RecordAddError::Storage(storage) => Self::Storage(storage),
+            RecordAddError::OutcomeUnknown(cause) => Self::OutcomeUnknown(cause),
         }
     }
 }

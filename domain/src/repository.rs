@@ -24,7 +24,8 @@ pub enum AddOutcome {
     Replayed(Transaction),
 }
 
-/// Why an add was not recorded. In every case the ledger is unchanged.
+/// Why an add was not recorded, or may not have been. In every case but [`RecordAddError::OutcomeUnknown`]
+/// the ledger is unchanged, and stays so: the add will not be recorded later.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordAddError {
     /// The add would take the balance past the limit.
@@ -36,9 +37,14 @@ pub enum RecordAddError {
         /// The amount the key recorded first.
         original_amount: Amount,
     },
-    /// The store failed; whether the add happened is unknown to the caller, who may retry with its key.
+    /// The store failed before the add could be recorded: it never reached the store, or the store's
+    /// transaction was rolled back. It is not recorded and will not be; a retry is safe with or without a key.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The store lost contact after the add may have been committed (the connection broke during COMMIT):
+    /// it may or may not be recorded. A retry with the same key tells which.
+    #[error("the store may or may not have recorded the add")]
+    OutcomeUnknown(#[source] StorageCause),
 }
 
 /// The cause of a storage failure, kept for logs.
