@@ -1,11 +1,12 @@
 //! Per-client rate limiting: a token bucket per API key (when keys are on) or per client address.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -20,7 +21,7 @@ pub struct RateLimitSettings {
     /// Requests a client may send at once after being quiet.
     pub burst: u32,
     /// Take the client address from the last `X-Forwarded-For` entry (the one the trusted proxy in front
-    /// added) instead of the peer address. Only safe behind such a proxy: clients can write the header.
+    /// appended) instead of the peer address. Only safe behind such a proxy: clients can write the header.
     pub trust_forwarded_for: bool,
 }
 
@@ -81,23 +82,29 @@ impl RateLimiter {
         if let Some(key) = request.extensions().get::<ApiKeyIndex>() {
             return Client::Key(*key);
         }
-        if self.settings.trust_forwarded_for
-            && let Some(address) = request
-                .headers()
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .flat_map(|value| value.split(','))
-                .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
-                .next_back()
-        {
-            return Client::Address(address);
-        }
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(Client::Unknown, |ConnectInfo(peer)| Client::Address(peer.ip()))
+        let forwarded = if self.settings.trust_forwarded_for { last_forwarded_for(request.headers()) } else { None };
+        forwarded
+            .or_else(|| request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip()))
+            // An IPv4 client seen through a dual-stack socket is the same client.
+            .map_or(Client::Unknown, |address| Client::Address(address.to_canonical()))
     }
+}
+
+/// The address the trusted proxy appended: the last entry of the last `X-Forwarded-For` line. Every
+/// earlier entry may have been written by the client, so none is ever used; when the last one is not an
+/// address, there is none.
+fn last_forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    let last_line = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
+    parse_forwarded_address(last_line.rsplit(',').next()?.trim())
+}
+
+/// `192.0.2.1`, `2001:db8::1`, `192.0.2.1:4711`, `[2001:db8::1]:4711` or `[2001:db8::1]`.
+fn parse_forwarded_address(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|address| address.ip()))
+        .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse::<Ipv6Addr>().ok().map(IpAddr::V6))
 }
 
 /// The middleware: 429 with `Retry-After` once a client's bucket is empty.
@@ -139,5 +146,33 @@ mod tests {
         assert!(limiter.take(Client::Key(ApiKeyIndex(0)), now).is_err());
         assert_eq!(limiter.take(Client::Key(ApiKeyIndex(1)), now), Ok(()));
         assert_eq!(limiter.take(Client::Address([127, 0, 0, 1].into()), now), Ok(()));
+    }
+
+    #[test]
+    fn only_the_last_forwarded_entry_is_an_address() {
+        let v4 = |a, b, c, d| Some(IpAddr::from([a, b, c, d]));
+        let v6 = |text: &str| Some(IpAddr::V6(text.parse().expect("an IPv6 address")));
+        for (lines, expected) in [
+            (&["203.0.113.7"][..], v4(203, 0, 113, 7)),
+            (&["10.0.0.1, 203.0.113.7"], v4(203, 0, 113, 7)),
+            (&["10.0.0.1,203.0.113.7:4711"], v4(203, 0, 113, 7)),
+            (&["10.0.0.1, 2001:db8::7"], v6("2001:db8::7")),
+            (&["10.0.0.1, [2001:db8::7]:443"], v6("2001:db8::7")),
+            (&["[2001:db8::7]"], v6("2001:db8::7")),
+            (&["10.0.0.1", "203.0.113.7"], v4(203, 0, 113, 7)),
+            (&["10.0.0.1, 9.9.9.9:99999"], None),
+            (&["10.0.0.1, unknown"], None),
+            (&["10.0.0.1, "], None),
+            (&["10.0.0.1,"], None),
+            (&["203.0.113.7", "garbage"], None),
+            (&["10.0.0.1, _hidden"], None),
+            (&[], None),
+        ] {
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                headers.append("x-forwarded-for", line.parse().expect("a header value"));
+            }
+            assert_eq!(last_forwarded_for(&headers), expected, "{lines:?}");
+        }
     }
 }
