@@ -1,4 +1,6 @@
-//! Per-client rate limiting: a token bucket per API key (when keys are on) or per client address.
+//! Per-client rate limiting: a token bucket per API key for requests that presented a valid one, else per
+//! client address. Requests refused for a missing or wrong key are counted per address too, so that
+//! guessing keys costs what any other request costs.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -79,9 +81,14 @@ impl RateLimiter {
     }
 
     fn client_of(&self, request: &Request) -> Client {
-        if let Some(key) = request.extensions().get::<ApiKeyIndex>() {
-            return Client::Key(*key);
+        match request.extensions().get::<ApiKeyIndex>() {
+            Some(key) => Client::Key(*key),
+            None => self.address_of(request),
         }
+    }
+
+    /// The trusted proxy's last `X-Forwarded-For` entry when there is one to trust, else the peer address.
+    fn address_of(&self, request: &Request) -> Client {
         let forwarded = if self.settings.trust_forwarded_for { last_forwarded_for(request.headers()) } else { None };
         forwarded
             .or_else(|| request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip()))
@@ -114,6 +121,14 @@ pub async fn limit_rate(State(state): State<AppState>, request: Request, next: N
         Ok(()) => next.run(request).await,
         Err(wait) => ApiError::RateLimited { retry_after: wait }.into_response(),
     }
+}
+
+/// The answer to a request refused for its key: `refusal`, or 429 once its client address has spent its
+/// bucket, so that guessing keys is as limited as any other request.
+pub fn refuse_key(state: &AppState, request: &Request, refusal: ApiError) -> Response {
+    let limited =
+        state.rate_limiter.as_ref().and_then(|limiter| limiter.take(limiter.address_of(request), Instant::now()).err());
+    limited.map_or(refusal, |wait| ApiError::RateLimited { retry_after: wait }).into_response()
 }
 
 #[cfg(test)]

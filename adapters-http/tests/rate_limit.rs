@@ -112,3 +112,59 @@ async fn forwarded_for_is_ignored_unless_trusted() {
     });
     assert_eq!(limited_among(&app, requests).await, 5);
 }
+
+#[tokio::test]
+async fn wrong_and_missing_keys_are_limited_per_address() {
+    let app = app(true, false);
+    let guesses = (0..100).map(|n| {
+        let authorization = format!("Bearer guess-{n}");
+        if n % 10 == 0 {
+            balance_read("192.0.2.1:40000", &[])
+        } else {
+            balance_read("192.0.2.1:40000", &[("authorization", &authorization)])
+        }
+    });
+    let mut statuses = Vec::new();
+    for request in guesses {
+        statuses.push(status_of(&app, request).await);
+    }
+    assert!(statuses[..BURST as usize].iter().all(|status| *status == StatusCode::UNAUTHORIZED), "{statuses:?}");
+    let limited = statuses.iter().filter(|status| **status == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!(limited, 90, "{statuses:?}");
+
+    let bearer = format!("Bearer {KEY}");
+    let with_the_key = balance_read("192.0.2.1:40000", &[("authorization", &bearer)]);
+    assert_eq!(status_of(&app, with_the_key).await, StatusCode::OK, "a valid key has a bucket of its own");
+    let elsewhere = balance_read("192.0.2.2:40000", &[("authorization", "Bearer guess")]);
+    assert_eq!(status_of(&app, elsewhere).await, StatusCode::UNAUTHORIZED, "another address, another bucket");
+}
+
+#[tokio::test]
+async fn a_valid_key_is_limited_per_key_wherever_it_comes_from() {
+    let app = app(true, false);
+    let bearer = format!("Bearer {KEY}");
+    let requests = (0..BURST + 3).map(|n| balance_read(&format!("192.0.2.{n}:40000"), &[("authorization", &bearer)]));
+    assert_eq!(limited_among(&app, requests).await, 3);
+}
+
+#[tokio::test]
+async fn wrong_keys_for_the_metrics_share_the_address_bucket() {
+    let settings = HttpSettings {
+        api_keys: ApiKeys::new([KEY]),
+        metrics_require_key: true,
+        rate_limit: Some(RateLimitSettings { per_second: 0.001, burst: BURST, trust_forwarded_for: false }),
+        ..HttpSettings::default()
+    };
+    let app = router(AppState::new(Ledger::new(Arc::new(InMemoryLedger::new())), Readiness::default(), settings));
+    let scrape = |authorization: &str| {
+        let mut request =
+            Request::get("/metrics").header("authorization", authorization).body(Body::empty()).expect("valid");
+        request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));
+        request
+    };
+    let guesses = (0..BURST / 2).map(|n| balance_read("192.0.2.1:40000", &[("authorization", &format!("Bearer {n}"))]));
+    assert_eq!(limited_among(&app, guesses).await, 0);
+    let guesses = (0..BURST).map(|n| scrape(&format!("Bearer metrics-{n}")));
+    assert_eq!(limited_among(&app, guesses).await, (BURST / 2) as usize, "one bucket for the guesses of an address");
+    assert_eq!(status_of(&app, scrape(&format!("Bearer {KEY}"))).await, StatusCode::OK, "the key is not limited here");
+}
