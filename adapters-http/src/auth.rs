@@ -8,7 +8,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, rate_limit};
 
 /// The accepted keys. Never printed: `Debug` shows only how many there are.
 #[derive(Clone)]
@@ -60,7 +60,8 @@ fn constant_time_eq(expected: &[u8], presented: &[u8]) -> bool {
     difference == 0
 }
 
-/// The middleware: 401 without a valid key, else the request goes on knowing its key.
+/// The middleware: 401 without a valid key (429 once the client address has been refused too often), else
+/// the request goes on knowing its key.
 pub async fn require_api_key(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let Some(keys) = &state.settings.api_keys else { return next.run(request).await };
     let presented = request
@@ -70,15 +71,13 @@ pub async fn require_api_key(State(state): State<AppState>, mut request: Request
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim().as_bytes().to_vec());
-    let Some(presented) = presented else {
-        return axum::response::IntoResponse::into_response(ApiError::MissingApiKey);
-    };
+    let Some(presented) = presented else { return rate_limit::refuse_key(&state, &request, ApiError::MissingApiKey) };
     match keys.find(&presented) {
         Some(index) => {
             request.extensions_mut().insert(index);
             next.run(request).await
         }
-        None => axum::response::IntoResponse::into_response(ApiError::InvalidApiKey),
+        None => rate_limit::refuse_key(&state, &request, ApiError::InvalidApiKey),
     }
 }
 

@@ -1,13 +1,24 @@
-//! Per-client rate limiting: a token bucket per API key (when keys are on) or per client address.
+//! Per-client rate limiting: a bucket per API key for requests that presented a valid one, else per client
+//! address. Requests refused for a missing or wrong key are counted per address too, so that guessing keys
+//! costs what any other request costs.
+//!
+//! The buckets are `governor`'s (GCRA) in a sharded map, so that clients do not wait on one lock. Buckets
+//! that have refilled completely hold nothing a new one would not: a background task forgets them.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Once, Weak};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use governor::Quota;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
 
 use crate::auth::ApiKeyIndex;
 use crate::{ApiError, AppState};
@@ -20,7 +31,7 @@ pub struct RateLimitSettings {
     /// Requests a client may send at once after being quiet.
     pub burst: u32,
     /// Take the client address from the last `X-Forwarded-For` entry (the one the trusted proxy in front
-    /// added) instead of the peer address. Only safe behind such a proxy: clients can write the header.
+    /// appended) instead of the peer address. Only safe behind such a proxy: clients can write the header.
     pub trust_forwarded_for: bool,
 }
 
@@ -31,113 +42,276 @@ enum Client {
     Unknown,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    refilled_at: Instant,
+type Buckets<C> = governor::RateLimiter<Client, DashMapStateStore<Client>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// How often buckets that have refilled completely are forgotten. Memory holds the clients of the last
+/// `SWEEP_EVERY` plus the time a bucket takes to refill.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// The longest a bucket may take to refill completely: `governor` counts in `u64` nanoseconds, which a
+/// rate near zero times a large burst would overflow. A century is "never" for a rate limit.
+const LONGEST_REFILL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The buckets of every client; clones share them.
+pub struct RateLimiter<C: Clock = DefaultClock> {
+    buckets: Arc<Buckets<C>>,
+    trust_forwarded_for: bool,
+    sweep_every: Duration,
+    sweeper: Arc<Once>,
 }
 
-/// Beyond this many clients, buckets that have refilled completely are forgotten: they hold nothing a
-/// new bucket would not.
-const MAX_REMEMBERED_CLIENTS: usize = 100_000;
+impl<C: Clock> Clone for RateLimiter<C> {
+    fn clone(&self) -> Self {
+        Self {
+            buckets: Arc::clone(&self.buckets),
+            trust_forwarded_for: self.trust_forwarded_for,
+            sweep_every: self.sweep_every,
+            sweeper: Arc::clone(&self.sweeper),
+        }
+    }
+}
 
-/// The buckets of every client.
-#[derive(Debug, Clone)]
-pub struct RateLimiter {
-    settings: RateLimitSettings,
-    buckets: Arc<Mutex<HashMap<Client, Bucket>>>,
+impl<C: Clock> fmt::Debug for RateLimiter<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("clients", &self.buckets.len())
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RateLimiter {
     pub fn new(settings: RateLimitSettings) -> Self {
-        Self { settings, buckets: Arc::new(Mutex::new(HashMap::new())) }
+        Self::with_clock(settings, DefaultClock::default(), SWEEP_EVERY)
+    }
+}
+
+impl<C> RateLimiter<C>
+where
+    C: Clock + Send + Sync + 'static,
+    C::Instant: Send + Sync,
+{
+    fn with_clock(settings: RateLimitSettings, clock: C, sweep_every: Duration) -> Self {
+        Self {
+            buckets: Arc::new(Buckets::dashmap_with_clock(quota(settings), clock)),
+            trust_forwarded_for: settings.trust_forwarded_for,
+            sweep_every,
+            sweeper: Arc::new(Once::new()),
+        }
     }
 
-    /// Takes a token for `client`, or says how long until one is there.
-    fn take(&self, client: Client, now: Instant) -> Result<(), Duration> {
-        let burst = f64::from(self.settings.burst.max(1));
-        let rate = self.settings.per_second.max(f64::MIN_POSITIVE);
-        // Nothing panics while the map is held, so a poisoned lock still holds consistent buckets.
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if buckets.len() > MAX_REMEMBERED_CLIENTS {
-            buckets.retain(|_, bucket| {
-                bucket.tokens + now.duration_since(bucket.refilled_at).as_secs_f64() * rate < burst
-            });
+    /// Takes a token from `client`'s bucket, or answers 429 with how long until one is there.
+    fn admit(&self, client: &Client) -> Result<(), ApiError> {
+        self.start_sweeping();
+        self.buckets.check_key(client).map_err(|not_until| ApiError::RateLimited {
+            retry_after: not_until.wait_time_from(self.buckets.clock().now()),
+        })
+    }
+
+    /// Starts the task that forgets refilled buckets, once, on the runtime serving the first request (so
+    /// that a limiter built outside a runtime still gets one). It holds the buckets weakly and ends with
+    /// them.
+    fn start_sweeping(&self) {
+        if self.sweeper.is_completed() {
+            return;
         }
-        let bucket = buckets.entry(client).or_insert(Bucket { tokens: burst, refilled_at: now });
-        bucket.tokens =
-            (bucket.tokens + now.saturating_duration_since(bucket.refilled_at).as_secs_f64() * rate).min(burst);
-        // `now` was read before the lock: another request may have refilled later already.
-        bucket.refilled_at = bucket.refilled_at.max(now);
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::try_from_secs_f64((1.0 - bucket.tokens) / rate).unwrap_or(Duration::MAX))
-        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        self.sweeper.call_once(|| {
+            runtime.spawn(sweep(Arc::downgrade(&self.buckets), self.sweep_every));
+        });
     }
 
     fn client_of(&self, request: &Request) -> Client {
-        if let Some(key) = request.extensions().get::<ApiKeyIndex>() {
-            return Client::Key(*key);
+        match request.extensions().get::<ApiKeyIndex>() {
+            Some(key) => Client::Key(*key),
+            None => self.address_of(request),
         }
-        if self.settings.trust_forwarded_for
-            && let Some(address) = request
-                .headers()
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .flat_map(|value| value.split(','))
-                .filter_map(|entry| entry.trim().parse::<IpAddr>().ok())
-                .next_back()
-        {
-            return Client::Address(address);
+    }
+
+    /// The trusted proxy's last `X-Forwarded-For` entry when there is one to trust, else the peer address.
+    fn address_of(&self, request: &Request) -> Client {
+        let forwarded = if self.trust_forwarded_for { last_forwarded_for(request.headers()) } else { None };
+        forwarded
+            .or_else(|| request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip()))
+            // An IPv4 client seen through a dual-stack socket is the same client.
+            .map_or(Client::Unknown, |address| Client::Address(address.to_canonical()))
+    }
+}
+
+/// `per_second` tokens a second, at most `burst` (at least 1) kept. A rate that is not a positive number
+/// never refills; an unbounded one refills every nanosecond.
+fn quota(settings: RateLimitSettings) -> Quota {
+    let burst = NonZeroU32::new(settings.burst).unwrap_or(NonZeroU32::MIN);
+    let period = Duration::try_from_secs_f64(settings.per_second.recip())
+        .unwrap_or(Duration::MAX)
+        .clamp(Duration::from_nanos(1), LONGEST_REFILL / burst.get());
+    Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX)).allow_burst(burst)
+}
+
+/// The address the trusted proxy appended: the last entry of the last `X-Forwarded-For` line. Every
+/// earlier entry may have been written by the client, so none is ever used; when the last one is not an
+/// address, there is none.
+fn last_forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    let last_line = headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
+    parse_forwarded_address(last_line.rsplit(',').next()?.trim())
+}
+
+/// `192.0.2.1`, `2001:db8::1`, `192.0.2.1:4711`, `[2001:db8::1]:4711` or `[2001:db8::1]`.
+fn parse_forwarded_address(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|address| address.ip()))
+        .or_else(|| entry.strip_prefix('[')?.strip_suffix(']')?.parse::<Ipv6Addr>().ok().map(IpAddr::V6))
+}
+
+/// Every `every`, forgets the buckets that have refilled completely, off the async workers (it walks the
+/// whole map), until the limiter is dropped.
+async fn sweep<C>(buckets: Weak<Buckets<C>>, every: Duration)
+where
+    C: Clock + Send + Sync + 'static,
+    C::Instant: Send + Sync,
+{
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(buckets) = buckets.upgrade() else { return };
+        let swept = tokio::task::spawn_blocking(move || {
+            buckets.retain_recent();
+            buckets.shrink_to_fit();
+        });
+        if swept.await.is_err() {
+            return;
         }
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(Client::Unknown, |ConnectInfo(peer)| Client::Address(peer.ip()))
     }
 }
 
 /// The middleware: 429 with `Retry-After` once a client's bucket is empty.
 pub async fn limit_rate(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(limiter) = &state.rate_limiter else { return next.run(request).await };
-    match limiter.take(limiter.client_of(&request), Instant::now()) {
+    match limiter.admit(&limiter.client_of(&request)) {
         Ok(()) => next.run(request).await,
-        Err(wait) => ApiError::RateLimited { retry_after: wait }.into_response(),
+        Err(refused) => refused.into_response(),
     }
+}
+
+/// The answer to a request refused for its key: `refusal`, or 429 once its client address has spent its
+/// bucket, so that guessing keys is as limited as any other request.
+pub fn refuse_key(state: &AppState, request: &Request, refusal: ApiError) -> Response {
+    let limited = state.rate_limiter.as_ref().and_then(|limiter| limiter.admit(&limiter.address_of(request)).err());
+    limited.unwrap_or(refusal).into_response()
 }
 
 #[cfg(test)]
 mod tests {
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
 
-    fn limiter(per_second: f64, burst: u32) -> RateLimiter {
-        RateLimiter::new(RateLimitSettings { per_second, burst, trust_forwarded_for: false })
+    fn limiter(per_second: f64, burst: u32) -> (RateLimiter<FakeRelativeClock>, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        let settings = RateLimitSettings { per_second, burst, trust_forwarded_for: false };
+        (RateLimiter::with_clock(settings, clock.clone(), SWEEP_EVERY), clock)
+    }
+
+    fn wait_of(limited: Result<(), ApiError>) -> Duration {
+        match limited {
+            Err(ApiError::RateLimited { retry_after }) => retry_after,
+            other => panic!("not limited: {other:?}"),
+        }
     }
 
     #[test]
     fn a_client_may_burst_then_waits_for_tokens() {
-        let limiter = limiter(2.0, 3);
-        let start = Instant::now();
+        let (limiter, clock) = limiter(2.0, 3);
         let client = Client::Address([10, 0, 0, 1].into());
         for _ in 0..3 {
-            assert_eq!(limiter.take(client, start), Ok(()));
+            assert!(limiter.admit(&client).is_ok());
         }
-        let wait = limiter.take(client, start).expect_err("the burst is spent");
-        assert!((wait.as_secs_f64() - 0.5).abs() < 1e-9, "{wait:?}");
-        assert_eq!(limiter.take(client, start + Duration::from_millis(500)), Ok(()), "one token per 0.5 s");
-        assert!(limiter.take(client, start + Duration::from_millis(500)).is_err());
+        assert_eq!(wait_of(limiter.admit(&client)), Duration::from_millis(500));
+        clock.advance(Duration::from_millis(500));
+        assert!(limiter.admit(&client).is_ok(), "one token per 0.5 s");
+        assert!(limiter.admit(&client).is_err());
     }
 
     #[test]
     fn clients_have_buckets_of_their_own() {
-        let limiter = limiter(1.0, 1);
-        let now = Instant::now();
-        assert_eq!(limiter.take(Client::Key(ApiKeyIndex(0)), now), Ok(()));
-        assert!(limiter.take(Client::Key(ApiKeyIndex(0)), now).is_err());
-        assert_eq!(limiter.take(Client::Key(ApiKeyIndex(1)), now), Ok(()));
-        assert_eq!(limiter.take(Client::Address([127, 0, 0, 1].into()), now), Ok(()));
+        let (limiter, _) = limiter(1.0, 1);
+        assert!(limiter.admit(&Client::Key(ApiKeyIndex(0))).is_ok());
+        assert!(limiter.admit(&Client::Key(ApiKeyIndex(0))).is_err());
+        assert!(limiter.admit(&Client::Key(ApiKeyIndex(1))).is_ok());
+        assert!(limiter.admit(&Client::Address([127, 0, 0, 1].into())).is_ok());
+    }
+
+    #[test]
+    fn any_setting_makes_a_limiter_that_answers() {
+        for (per_second, burst) in
+            [(0.0, 0), (-1.0, 5), (f64::NAN, 5), (f64::INFINITY, 5), (1e-30, u32::MAX), (1e30, 1), (0.5, 1)]
+        {
+            let (limiter, _) = limiter(per_second, burst);
+            let client = Client::Unknown;
+            assert!(limiter.admit(&client).is_ok(), "{per_second} {burst}: the first request passes");
+            if burst <= 5 && per_second < 1e30 {
+                let spent = (0..burst.max(1)).map(|_| limiter.admit(&client)).find(Result::is_err);
+                assert!(spent.is_some(), "{per_second} {burst}: the burst runs out");
+            }
+        }
+        let (limiter, _) = limiter(0.5, 1);
+        assert!(limiter.admit(&Client::Unknown).is_ok());
+        assert_eq!(wait_of(limiter.admit(&Client::Unknown)), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn only_the_last_forwarded_entry_is_an_address() {
+        let v4 = |a, b, c, d| Some(IpAddr::from([a, b, c, d]));
+        let v6 = |text: &str| Some(IpAddr::V6(text.parse().expect("an IPv6 address")));
+        for (lines, expected) in [
+            (&["203.0.113.7"][..], v4(203, 0, 113, 7)),
+            (&["10.0.0.1, 203.0.113.7"], v4(203, 0, 113, 7)),
+            (&["10.0.0.1,203.0.113.7:4711"], v4(203, 0, 113, 7)),
+            (&["10.0.0.1, 2001:db8::7"], v6("2001:db8::7")),
+            (&["10.0.0.1, [2001:db8::7]:443"], v6("2001:db8::7")),
+            (&["[2001:db8::7]"], v6("2001:db8::7")),
+            (&["10.0.0.1", "203.0.113.7"], v4(203, 0, 113, 7)),
+            (&["10.0.0.1, 9.9.9.9:99999"], None),
+            (&["10.0.0.1, unknown"], None),
+            (&["10.0.0.1, "], None),
+            (&["10.0.0.1,"], None),
+            (&["203.0.113.7", "garbage"], None),
+            (&["10.0.0.1, _hidden"], None),
+            (&[], None),
+        ] {
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                headers.append("x-forwarded-for", line.parse().expect("a header value"));
+            }
+            assert_eq!(last_forwarded_for(&headers), expected, "{lines:?}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn refilled_buckets_are_forgotten_in_the_background() {
+        let clock = FakeRelativeClock::default();
+        let settings = RateLimitSettings { per_second: 10.0, burst: 5, trust_forwarded_for: false };
+        let limiter = RateLimiter::with_clock(settings, clock.clone(), Duration::from_millis(10));
+        for n in 0..1000_u32 {
+            assert!(limiter.admit(&Client::Address(IpAddr::from(n.to_be_bytes()))).is_ok());
+        }
+        assert_eq!(limiter.buckets.len(), 1000);
+        clock.advance(Duration::from_secs(1));
+        let busy = Client::Key(ApiKeyIndex(0));
+        for _ in 0..5 {
+            assert!(limiter.admit(&busy).is_ok());
+        }
+        for _ in 0..100 {
+            if limiter.buckets.len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(limiter.buckets.len(), 1, "only the bucket in use is kept");
+        assert!(limiter.admit(&busy).is_err(), "and it is still empty");
     }
 }

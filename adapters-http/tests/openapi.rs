@@ -508,7 +508,7 @@ async fn every_problem_the_router_answers_is_documented_for_its_operation() {
     // API keys and a rate limit.
     let settings = HttpSettings {
         api_keys: ApiKeys::new(["secret-key"]),
-        rate_limit: Some(RateLimitSettings { per_second: 0.001, burst: 1, trust_forwarded_for: false }),
+        rate_limit: Some(RateLimitSettings { per_second: 0.001, burst: 2, trust_forwarded_for: false }),
         ..HttpSettings::default()
     };
     let guarded = app_with(Arc::new(InMemoryLedger::new()), Readiness::default(), settings);

@@ -84,7 +84,8 @@ pub struct Config {
     pub metrics_require_key: bool,
 
     /// Rate limit per client (per API key when keys are on, else per client address), in requests per
-    /// second, for /users/... requests. Off when not set.
+    /// second, for /users/... requests. Requests refused for a missing or wrong key are limited per
+    /// client address. Off when not set.
     #[arg(long, env = "BITBURST_RATE_LIMIT_PER_SECOND", value_name = "REQUESTS")]
     pub rate_limit_per_second: Option<f64>,
 
@@ -92,8 +93,9 @@ pub struct Config {
     #[arg(long, env = "BITBURST_RATE_LIMIT_BURST", default_value_t = 50, value_name = "REQUESTS")]
     pub rate_limit_burst: u32,
 
-    /// Take the client address for rate limiting from the last X-Forwarded-For entry. Only behind a
-    /// proxy that sets it (such as the nginx of docker-compose.yml): clients can write the header.
+    /// Take the client address for rate limiting from the last X-Forwarded-For entry (an address, with or
+    /// without a port; earlier entries are never used), else the peer address. Only behind a proxy that
+    /// appends it (such as the nginx of docker-compose.yml): clients can write the header.
     #[arg(long, env = "BITBURST_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 
