@@ -11,8 +11,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use domain::{
-    AddOutcome, Balance, HistoryPage, HistoryRequest, IdempotencyKey, LedgerPosition, LedgerRepository, NewAdd,
-    PAGE_SIZE, RecordAddError, StorageError, Transaction, TransactionId, UserId, recording_time,
+    AccountState, AddOutcome, AddsDecided, Balance, HistoryPage, HistoryRequest, IdempotencyKey, LedgerPosition,
+    LedgerRepository, NewAdd, PAGE_SIZE, RecordAddError, RecordedKeys, StorageError, Transaction, UserId, decide_adds,
+    recording_time,
 };
 
 /// Enough shards that two cores never wait on each other for different users.
@@ -27,7 +28,7 @@ pub struct InMemoryLedger {
 
 #[derive(Debug)]
 struct Account {
-    balance: Balance,
+    state: AccountState,
     /// Oldest first; an entry's position is its index plus one.
     entries: Vec<Transaction>,
     entry_index_by_key: HashMap<IdempotencyKey, usize>,
@@ -35,7 +36,26 @@ struct Account {
 
 impl Default for Account {
     fn default() -> Self {
-        Self { balance: Balance::ZERO, entries: Vec::new(), entry_index_by_key: HashMap::new() }
+        Self { state: AccountState::NEW, entries: Vec::new(), entry_index_by_key: HashMap::new() }
+    }
+}
+
+impl RecordedKeys for Account {
+    fn recorded(&self, key: &IdempotencyKey) -> Option<&Transaction> {
+        self.entry_index_by_key.get(key).map(|&index| &self.entries[index])
+    }
+}
+
+impl Account {
+    /// Stores what the ledger's rule decided.
+    fn record(&mut self, decided: &AddsDecided, recorded: &[Transaction]) {
+        for (entry, transaction) in decided.entries.iter().zip(recorded) {
+            if let Some(key) = &entry.idempotency_key {
+                self.entry_index_by_key.insert(key.clone(), self.entries.len());
+            }
+            self.entries.push(transaction.clone());
+        }
+        self.state = decided.state;
     }
 }
 
@@ -66,36 +86,19 @@ impl InMemoryLedger {
 impl LedgerRepository for InMemoryLedger {
     async fn record_add(&self, add: NewAdd) -> Result<AddOutcome, RecordAddError> {
         let mut shard = self.shard(&add.user_id);
-        if let Some(account) = shard.get(&add.user_id)
-            && let Some(key) = &add.idempotency_key
-            && let Some(&index) = account.entry_index_by_key.get(key)
-        {
-            let original = &account.entries[index];
-            return if original.amount == add.amount {
-                Ok(AddOutcome::Replayed(original.clone()))
-            } else {
-                Err(RecordAddError::KeyReused { original_amount: original.amount })
-            };
-        }
         let account = shard.entry(add.user_id.clone()).or_default();
-        let balance_after = account.balance.credit(add.amount)?;
-        let transaction = Transaction {
-            id: TransactionId::new_v7(),
-            user_id: add.user_id,
-            amount: add.amount,
-            balance_after,
-            created_at: recording_time(),
-        };
-        if let Some(key) = add.idempotency_key {
-            account.entry_index_by_key.insert(key, account.entries.len());
+        let mut decided = decide_adds(account.state, [&add], &*account);
+        let recorded_at = recording_time();
+        let recorded: Vec<Transaction> = decided.entries.iter().map(|entry| entry.recorded_at(recorded_at)).collect();
+        account.record(&decided, &recorded);
+        match decided.decisions.pop() {
+            Some(decision) => decision.outcome(&recorded),
+            None => Err(StorageError::Failed("the ledger's rule gave no decision for an add".into()).into()),
         }
-        account.entries.push(transaction.clone());
-        account.balance = balance_after;
-        Ok(AddOutcome::Applied(transaction))
     }
 
     async fn balance(&self, user_id: &UserId) -> Result<Balance, StorageError> {
-        Ok(self.shard(user_id).get(user_id).map_or(Balance::ZERO, |account| account.balance))
+        Ok(self.shard(user_id).get(user_id).map_or(Balance::ZERO, |account| account.state.balance))
     }
 
     async fn history(&self, user_id: &UserId, request: HistoryRequest) -> Result<HistoryPage, StorageError> {

@@ -7,15 +7,17 @@
 
 use std::collections::HashMap;
 
-use domain::{AddOutcome, Balance, IdempotencyKey, NewAdd, RecordAddError, StorageError, Transaction, UserId};
+use domain::{
+    AddOutcome, Balance, IdempotencyKey, NewAdd, NewEntry, RecordAddError, StorageError, Transaction, UserId,
+};
 use rust_decimal::Decimal;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction as DbTransaction};
 use uuid::Uuid;
 
-use crate::batch_plan::{PlannedEntry, plan};
+use crate::batch_plan::plan;
+use crate::entry_row::{ENTRY_COLUMNS, entry_from_row};
 use crate::errors::{Failure, balance_from, commit, violated_constraint};
-use crate::record::{ENTRY_COLUMNS, entry_from_row};
 use crate::retry::retrying;
 
 /// Locks the batch's accounts, creating the missing ones at zero, and returns every balance. Rows that
@@ -100,7 +102,7 @@ async fn lock_accounts(
 async fn recorded_under_keys(
     transaction: &mut DbTransaction<'_, Postgres>,
     adds: &[NewAdd],
-) -> Result<HashMap<(UserId, IdempotencyKey), Transaction>, Failure> {
+) -> Result<HashMap<UserId, HashMap<IdempotencyKey, Transaction>>, Failure> {
     let (users, keys): (Vec<&str>, Vec<&str>) =
         adds.iter().filter_map(|add| Some((add.user_id.as_str(), add.idempotency_key.as_ref()?.as_str()))).unzip();
     if keys.is_empty() {
@@ -112,21 +114,21 @@ async fn recorded_under_keys(
            ON user_id = wanted_user AND idempotency_key = wanted_key"
     );
     let rows = sqlx::query(&sql).bind(users).bind(keys).fetch_all(&mut **transaction).await?;
-    rows.iter()
-        .map(|row| {
-            let (_, transaction) = entry_from_row(row).map_err(Failure::Corrupt)?;
-            let key: String = row.try_get("idempotency_key")?;
-            let key = IdempotencyKey::parse(key.as_bytes()).map_err(|invalid| Failure::Corrupt(corrupt(invalid)))?;
-            Ok(((transaction.user_id.clone(), key), transaction))
-        })
-        .collect()
+    let mut recorded: HashMap<UserId, HashMap<IdempotencyKey, Transaction>> = HashMap::new();
+    for row in &rows {
+        let (_, transaction) = entry_from_row(row).map_err(Failure::Corrupt)?;
+        let key: String = row.try_get("idempotency_key")?;
+        let key = IdempotencyKey::parse(key.as_bytes()).map_err(|invalid| Failure::Corrupt(corrupt(invalid)))?;
+        recorded.entry(transaction.user_id.clone()).or_default().insert(key, transaction);
+    }
+    Ok(recorded)
 }
 
 /// Inserts the planned entries and writes the final balances; the transactions the entries became, in
 /// the same order.
 async fn write(
     transaction: &mut DbTransaction<'_, Postgres>,
-    entries: &[PlannedEntry],
+    entries: &[NewEntry],
     final_balances: &[(UserId, Balance)],
 ) -> Result<Vec<Transaction>, Failure> {
     if entries.is_empty() {
@@ -161,13 +163,7 @@ async fn write(
             let created_at = *created_at_by_id.get(&entry.id.as_uuid()).ok_or_else(|| {
                 Failure::Corrupt(corrupt(format!("entry {} was not returned by its INSERT", entry.id)))
             })?;
-            Ok(Transaction {
-                id: entry.id,
-                user_id: entry.user_id.clone(),
-                amount: entry.amount,
-                balance_after: entry.balance_after,
-                created_at,
-            })
+            Ok(entry.recorded_at(created_at))
         })
         .collect()
 }

@@ -1,122 +1,88 @@
-//! What a batch of adds does, decided in memory before anything is written: the same answers, in the
-//! same order, as if each add had been recorded alone, one after the other.
+//! A batch of adds for many users, decided before anything is written: the adds are grouped by user, each
+//! group is decided by the ledger's rule ([`decide_adds`]) over its account, and the entries are put back
+//! in batch order, so the answers are those each add would get alone, one after the other.
 
 use std::collections::HashMap;
 
-use domain::{AddOutcome, Amount, Balance, IdempotencyKey, NewAdd, RecordAddError, Transaction, TransactionId, UserId};
-
-/// An entry the batch will insert.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedEntry {
-    pub id: TransactionId,
-    pub user_id: UserId,
-    pub amount: Amount,
-    pub balance_after: Balance,
-    pub idempotency_key: Option<IdempotencyKey>,
-}
-
-/// The answer an add of the batch will get, once the batch has committed.
-#[derive(Debug)]
-pub enum PlannedAnswer {
-    /// The add is recorded as `entries[index]`.
-    Applied(usize),
-    /// An earlier add of this batch, `entries[index]`, recorded the same key with the same amount.
-    ReplayedInBatch(usize),
-    /// The key was recorded by an earlier batch.
-    Replayed(Transaction),
-    /// Refused by a rule; nothing recorded for it.
-    Refused(RecordAddError),
-}
+use domain::{
+    AccountState, AddOutcome, Balance, Decision, IdempotencyKey, NewAdd, NewEntry, RecordAddError, Transaction, UserId,
+    decide_adds,
+};
 
 /// A whole batch, planned.
 #[derive(Debug)]
 pub struct BatchPlan {
-    /// One answer per add, in the order of the batch.
-    pub answers: Vec<PlannedAnswer>,
-    /// The entries to insert, in recording order.
-    pub entries: Vec<PlannedEntry>,
+    /// One decision per add, in the order of the batch; entry indices point into `entries`.
+    pub decisions: Vec<Decision>,
+    /// The entries to insert, in batch order.
+    pub entries: Vec<NewEntry>,
     /// Each touched user's balance after the batch; written once per user.
     pub final_balances: Vec<(UserId, Balance)>,
 }
 
 /// Plans `adds` over the locked `balances` (every user of the batch; absent means zero) and the entries
-/// `recorded` earlier under the batch's keys.
+/// `recorded` earlier under the batch's keys, by user.
 pub fn plan(
     adds: &[NewAdd],
     balances: &HashMap<UserId, Balance>,
-    recorded: &HashMap<(UserId, IdempotencyKey), Transaction>,
+    recorded: &HashMap<UserId, HashMap<IdempotencyKey, Transaction>>,
 ) -> BatchPlan {
-    let mut running: HashMap<&UserId, Balance> = HashMap::new();
-    let mut keyed_in_batch: HashMap<(&UserId, &IdempotencyKey), usize> = HashMap::new();
-    let mut entries = Vec::new();
-    let mut answers = Vec::with_capacity(adds.len());
-    for add in adds {
-        if let Some(key) = &add.idempotency_key {
-            if let Some(original) = recorded.get(&(add.user_id.clone(), key.clone())) {
-                answers.push(answer_repeat(original.amount, add.amount, || PlannedAnswer::Replayed(original.clone())));
-                continue;
-            }
-            if let Some(&index) = keyed_in_batch.get(&(&add.user_id, key)) {
-                let original: &PlannedEntry = &entries[index];
-                answers.push(answer_repeat(original.amount, add.amount, || PlannedAnswer::ReplayedInBatch(index)));
-                continue;
-            }
-        }
-        let balance =
-            running.entry(&add.user_id).or_insert_with(|| balances.get(&add.user_id).copied().unwrap_or(Balance::ZERO));
-        match balance.credit(add.amount) {
-            Ok(balance_after) => {
-                *balance = balance_after;
-                if let Some(key) = &add.idempotency_key {
-                    keyed_in_batch.insert((&add.user_id, key), entries.len());
-                }
-                answers.push(PlannedAnswer::Applied(entries.len()));
-                entries.push(PlannedEntry {
-                    id: TransactionId::new_v7(),
-                    user_id: add.user_id.clone(),
-                    amount: add.amount,
-                    balance_after,
-                    idempotency_key: add.idempotency_key.clone(),
-                });
-            }
-            Err(exceeded) => answers.push(PlannedAnswer::Refused(exceeded.into())),
-        }
+    let mut groups: Vec<(&UserId, Vec<usize>)> = Vec::new();
+    let mut group_of_user: HashMap<&UserId, usize> = HashMap::new();
+    for (index, add) in adds.iter().enumerate() {
+        let group = *group_of_user.entry(&add.user_id).or_insert_with(|| {
+            groups.push((&add.user_id, Vec::new()));
+            groups.len() - 1
+        });
+        groups[group].1.push(index);
     }
-    let mut final_balances: Vec<(UserId, Balance)> = Vec::new();
-    for entry in &entries {
-        match final_balances.iter_mut().find(|(user_id, _)| *user_id == entry.user_id) {
-            Some((_, balance)) => *balance = entry.balance_after,
-            None => final_balances.push((entry.user_id.clone(), entry.balance_after)),
-        }
-    }
-    BatchPlan { answers, entries, final_balances }
-}
 
-fn answer_repeat(original: Amount, repeat: Amount, replay: impl FnOnce() -> PlannedAnswer) -> PlannedAnswer {
-    if original == repeat {
-        replay()
-    } else {
-        PlannedAnswer::Refused(RecordAddError::KeyReused { original_amount: original })
+    let no_keys = HashMap::new();
+    let mut decided_by_add: Vec<(usize, usize, Decision)> = Vec::with_capacity(adds.len());
+    let mut group_entries: Vec<Vec<NewEntry>> = Vec::with_capacity(groups.len());
+    let mut final_balances = Vec::new();
+    for (group, (user_id, indices)) in groups.iter().enumerate() {
+        let state = AccountState { balance: balances.get(*user_id).copied().unwrap_or(Balance::ZERO) };
+        let earlier = recorded.get(*user_id).unwrap_or(&no_keys);
+        let decided = decide_adds(state, indices.iter().map(|&index| &adds[index]), earlier);
+        if !decided.entries.is_empty() {
+            final_balances.push(((*user_id).clone(), decided.state.balance));
+        }
+        decided_by_add.extend(indices.iter().zip(decided.decisions).map(|(&index, decision)| (index, group, decision)));
+        group_entries.push(decided.entries);
     }
+    decided_by_add.sort_unstable_by_key(|(index, _, _)| *index);
+
+    // Entries in batch order: an entry's place is that of the add that recorded it, which comes before
+    // any add of the batch that repeats it.
+    let mut entries = Vec::new();
+    let mut placed: HashMap<(usize, usize), usize> = HashMap::new();
+    let decisions = decided_by_add
+        .into_iter()
+        .map(|(_, group, decision)| match decision {
+            Decision::Record(local) => {
+                placed.insert((group, local), entries.len());
+                entries.push(group_entries[group][local].clone());
+                Decision::Record(entries.len() - 1)
+            }
+            Decision::RepeatOfNew(local) => Decision::RepeatOfNew(placed[&(group, local)]),
+            other => other,
+        })
+        .collect();
+    BatchPlan { decisions, entries, final_balances }
 }
 
 impl BatchPlan {
-    /// The answers, given the transactions the inserted entries became.
+    /// The answers, given the transactions the inserted entries became (in the order of the entries).
     pub fn into_outcomes(self, inserted: &[Transaction]) -> Vec<Result<AddOutcome, RecordAddError>> {
-        self.answers
-            .into_iter()
-            .map(|answer| match answer {
-                PlannedAnswer::Applied(index) => Ok(AddOutcome::Applied(inserted[index].clone())),
-                PlannedAnswer::ReplayedInBatch(index) => Ok(AddOutcome::Replayed(inserted[index].clone())),
-                PlannedAnswer::Replayed(original) => Ok(AddOutcome::Replayed(original)),
-                PlannedAnswer::Refused(error) => Err(error),
-            })
-            .collect()
+        self.decisions.into_iter().map(|decision| decision.outcome(inserted)).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use domain::{Amount, Refusal, TransactionId};
+
     use super::*;
 
     fn user(id: &str) -> UserId {
@@ -135,16 +101,13 @@ mod tests {
         Balance::from_decimal(text.parse().expect("a decimal")).expect("valid")
     }
 
-    fn describe(answer: &PlannedAnswer) -> String {
-        match answer {
-            PlannedAnswer::Applied(index) => format!("applied {index}"),
-            PlannedAnswer::ReplayedInBatch(index) => format!("replays {index}"),
-            PlannedAnswer::Replayed(original) => format!("replays {}", original.amount),
-            PlannedAnswer::Refused(RecordAddError::KeyReused { original_amount }) => {
-                format!("reused {original_amount}")
-            }
-            PlannedAnswer::Refused(RecordAddError::BalanceLimit(_)) => "limit".to_owned(),
-            PlannedAnswer::Refused(other) => format!("{other}"),
+    fn describe(decision: &Decision) -> String {
+        match decision {
+            Decision::Record(index) => format!("applied {index}"),
+            Decision::RepeatOfNew(index) => format!("replays {index}"),
+            Decision::Replay(original) => format!("replays {}", original.amount),
+            Decision::Refuse(Refusal::KeyReused { original_amount }) => format!("reused {original_amount}"),
+            Decision::Refuse(Refusal::BalanceLimit(_)) => "limit".to_owned(),
         }
     }
 
@@ -163,7 +126,7 @@ mod tests {
         let batch =
             [add("a", "5", Some("k")), add("a", "5", Some("k")), add("a", "6", Some("k")), add("b", "5", Some("k"))];
         let plan = plan(&batch, &HashMap::new(), &HashMap::new());
-        let answers: Vec<String> = plan.answers.iter().map(describe).collect();
+        let answers: Vec<String> = plan.decisions.iter().map(describe).collect();
         assert_eq!(answers, ["applied 0", "replays 0", "reused 5.00", "applied 1"]);
         assert_eq!(plan.entries.len(), 2);
     }
@@ -178,7 +141,7 @@ mod tests {
             add("a", "0.50", Some("big")),
         ];
         let plan = plan(&batch, &balances, &HashMap::new());
-        let answers: Vec<String> = plan.answers.iter().map(describe).collect();
+        let answers: Vec<String> = plan.decisions.iter().map(describe).collect();
         // The refused key recorded nothing, so its later uses are new adds, judged on their own.
         assert_eq!(answers, ["limit", "applied 0", "limit", "applied 1"]);
         assert_eq!(plan.final_balances, vec![(user("a"), balance("1000000000000.00"))]);
@@ -194,10 +157,10 @@ mod tests {
             created_at: domain::recording_time(),
         };
         let key = IdempotencyKey::parse(b"k").expect("valid");
-        let recorded = HashMap::from([((user("a"), key), original)]);
+        let recorded = HashMap::from([(user("a"), HashMap::from([(key, original)]))]);
         let balances = HashMap::from([(user("a"), balance("1000000000000"))]);
         let plan = plan(&[add("a", "7", Some("k")), add("a", "8", Some("k"))], &balances, &recorded);
-        let answers: Vec<String> = plan.answers.iter().map(describe).collect();
+        let answers: Vec<String> = plan.decisions.iter().map(describe).collect();
         assert_eq!(answers, ["replays 7.00", "reused 7.00"]);
         assert!(plan.entries.is_empty() && plan.final_balances.is_empty());
     }

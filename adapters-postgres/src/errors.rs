@@ -96,11 +96,6 @@ pub async fn commit(transaction: sqlx::Transaction<'_, sqlx::Postgres>) -> Resul
     })
 }
 
-/// The answer to an add whose COMMIT got no answer.
-pub fn outcome_unknown(error: sqlx::Error) -> RecordAddError {
-    RecordAddError::OutcomeUnknown(Box::new(error))
-}
-
 /// A stored balance, checked: a value outside the rules means a corrupt row.
 pub fn balance_from(value: Decimal) -> Result<Balance, StorageError> {
     Balance::from_decimal(value).map_err(|invalid| StorageError::Failed(Box::new(invalid)))

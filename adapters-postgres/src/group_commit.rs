@@ -1,5 +1,5 @@
 //! Group commit: concurrent adds share one database transaction and one COMMIT. Adds gather through a
-//! [`Batcher`]: an idle service records each add at once, alone (one statement); under load adds gather
+//! [`Batcher`]: an idle service records each add at once, as a batch of one; under load adds gather
 //! while the workers' previous batches commit. Every add is answered only after its batch's COMMIT, or
 //! when no worker took it in time (then it never runs).
 
@@ -8,8 +8,8 @@ use std::time::Duration;
 use domain::{AddOutcome, NewAdd, RecordAddError, StorageError};
 use sqlx::PgPool;
 
+use crate::batch;
 use crate::batcher::{Batcher, NotAnswered, shard_of_user};
-use crate::{batch, record};
 
 /// How adds are gathered into batches.
 #[derive(Debug, Clone, Copy)]
@@ -70,11 +70,6 @@ impl GroupCommitter {
 
 async fn commit(pool: &PgPool, adds: Vec<NewAdd>) -> Vec<Answer> {
     metrics::histogram!("bitburst_pg_batch_size").record(u32::try_from(adds.len()).map_or(f64::MAX, f64::from));
-    if let [_] = adds.as_slice() {
-        let mut adds = adds;
-        let add = adds.pop().expect("one add");
-        return vec![record::record_add(pool, add).await];
-    }
     tracing::trace!(size = adds.len(), "recording a batch");
     match batch::record_batch(pool, &adds).await {
         Ok(answers) => answers,

@@ -1,8 +1,8 @@
 use domain::{HistoryPage, HistoryRequest, LedgerPosition, PAGE_SIZE, StorageError, UserId};
 use sqlx::PgPool;
 
+use crate::entry_row::{ENTRY_COLUMNS, entry_from_row};
 use crate::errors::storage_error;
-use crate::record::{ENTRY_COLUMNS, entry_from_row};
 
 /// One page of history. One row more than a page is read to learn whether another page follows.
 pub async fn page(pool: &PgPool, user_id: &UserId, request: HistoryRequest) -> Result<HistoryPage, StorageError> {

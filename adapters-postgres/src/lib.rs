@@ -2,14 +2,13 @@
 //!
 //! Adds go through group commit ([`GroupCommitSettings`]): concurrent adds are recorded together in one
 //! database transaction with one COMMIT, each keeping the meaning it would have alone. An add that finds
-//! the service idle is recorded alone, by one statement: it upserts the user's account row (taking that
-//! row's lock, and only that lock) and inserts the entry with its `balance_after`.
+//! the service idle is a batch of one. What each add does is decided by the ledger's rule in `domain`
+//! ([`domain::decide_adds`]) over the locked accounts; this crate loads the state and stores the result.
 //!
 //! Exactly-once per (user, key) is the `ledger_entries_one_per_key` unique constraint, not a lock in this
 //! process, so it holds across instances. Every writer takes the user's account row lock before it looks
-//! for or inserts a key, so a key recorded by another instance is seen, not raced. A duplicate key or a
-//! balance past the limit fails a single statement whole, and then the existing entry is read back to
-//! answer the caller; a batch reads the batch's keys after locking its accounts and plans around them.
+//! for or inserts a key, so a key recorded by another instance is seen, not raced: a batch reads the
+//! batch's keys after locking its accounts and decides around them.
 //!
 //! Queries are plain `sqlx::query` rather than the checked `query!` macros: the macros need a live
 //! database or committed offline data at build time, and every statement here is exercised by the
@@ -19,10 +18,10 @@ mod balance_reads;
 mod batch;
 mod batch_plan;
 mod batcher;
+mod entry_row;
 mod errors;
 mod group_commit;
 mod history;
-mod record;
 mod retry;
 
 use std::str::FromStr;

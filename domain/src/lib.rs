@@ -2,9 +2,10 @@
 //!
 //! Every value here is parsed, not validated: a [`UserId`], [`Amount`], [`Balance`] or
 //! [`IdempotencyKey`] that exists obeys the rules of the API contract, so code that takes one never
-//! checks it again. [`Balance::credit`] is the one ledger rule for money coming in, and
-//! [`LedgerRepository`] is the port through which the application reaches storage.
+//! checks it again. [`decide_adds`] is the one ledger rule for adds (built on [`Balance::credit`]),
+//! and [`LedgerRepository`] is the port through which the application reaches storage.
 
+mod add_decision;
 mod history;
 mod idempotency_key;
 mod money;
@@ -12,6 +13,7 @@ mod repository;
 mod transaction;
 mod user_id;
 
+pub use add_decision::{AccountState, AddsDecided, Decision, NewEntry, RecordedKeys, Refusal, decide_adds};
 pub use history::{
     HistoryCursor, HistoryCursorError, HistoryPage, HistoryRequest, LedgerPosition, PAGE_SIZE, PageNumber,
     PageNumberError,

@@ -1,0 +1,322 @@
+//! The ledger's rule for adds, decided in one place. Stores load an account's state, call [`decide_adds`]
+//! with the adds for it in arrival order, record the entries it returns, and answer with its outcomes:
+//! they never decide themselves. A store that records one add at a time and one that records a batch
+//! therefore give the same answers by construction.
+
+use std::collections::HashMap;
+
+use crate::{
+    AddOutcome, Amount, Balance, BalanceLimitExceeded, IdempotencyKey, NewAdd, RecordAddError, Transaction,
+    TransactionId, UserId,
+};
+
+/// What the ledger knows of an account when it decides the account's next adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountState {
+    /// The balance after the last recorded entry.
+    pub balance: Balance,
+}
+
+impl AccountState {
+    /// An account with no entries yet.
+    pub const NEW: Self = Self { balance: Balance::ZERO };
+}
+
+/// Where a decision finds the transactions recorded earlier under the keys of the adds it decides.
+pub trait RecordedKeys {
+    /// The transaction recorded earlier under `key` for this account, if any.
+    fn recorded(&self, key: &IdempotencyKey) -> Option<&Transaction>;
+}
+
+impl<S: std::hash::BuildHasher> RecordedKeys for HashMap<IdempotencyKey, Transaction, S> {
+    fn recorded(&self, key: &IdempotencyKey) -> Option<&Transaction> {
+        self.get(key)
+    }
+}
+
+/// A transaction the decision asks the store to record, complete but for the time the store records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEntry {
+    /// The id the transaction will have.
+    pub id: TransactionId,
+    /// Whose balance it changes.
+    pub user_id: UserId,
+    /// The money added.
+    pub amount: Amount,
+    /// The balance right after it.
+    pub balance_after: Balance,
+    /// The key it is recorded under, if the caller gave one.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+impl NewEntry {
+    /// The transaction this entry became, recorded at `created_at`.
+    pub fn recorded_at(&self, created_at: chrono::DateTime<chrono::Utc>) -> Transaction {
+        Transaction {
+            id: self.id,
+            user_id: self.user_id.clone(),
+            amount: self.amount,
+            balance_after: self.balance_after,
+            created_at,
+        }
+    }
+}
+
+/// What becomes of one add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// It is recorded as the entry at this index of [`AddsDecided::entries`].
+    Record(usize),
+    /// It repeats the key and amount of the entry at this index, recorded by an earlier add of the same call.
+    RepeatOfNew(usize),
+    /// It repeats the key and amount of a transaction recorded earlier.
+    Replay(Transaction),
+    /// It breaks a rule; nothing is recorded for it.
+    Refuse(Refusal),
+}
+
+/// Why the ledger refuses an add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The add would take the balance past the limit.
+    BalanceLimit(BalanceLimitExceeded),
+    /// The key already recorded an add of another amount.
+    KeyReused {
+        /// The amount the key recorded first.
+        original_amount: Amount,
+    },
+}
+
+impl From<Refusal> for RecordAddError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::BalanceLimit(exceeded) => Self::BalanceLimit(exceeded),
+            Refusal::KeyReused { original_amount } => Self::KeyReused { original_amount },
+        }
+    }
+}
+
+/// The adds of one account, decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddsDecided {
+    /// One decision per add, in the order of the adds.
+    pub decisions: Vec<Decision>,
+    /// The entries to record, in the order they are recorded (the order of the account's history).
+    pub entries: Vec<NewEntry>,
+    /// The account after the entries.
+    pub state: AccountState,
+}
+
+/// Decides `adds`, all for one account, in the order given, as if each were recorded alone one after
+/// the other: a key seen before (earlier, or earlier in `adds`) with the same amount is a replay and with
+/// another amount a refusal; otherwise the add is credited, unless that passes the balance limit.
+pub fn decide_adds<'a>(
+    state: AccountState,
+    adds: impl IntoIterator<Item = &'a NewAdd>,
+    earlier: &impl RecordedKeys,
+) -> AddsDecided {
+    let mut balance = state.balance;
+    let mut entries: Vec<NewEntry> = Vec::new();
+    let mut new_by_key: HashMap<&IdempotencyKey, usize> = HashMap::new();
+    let decisions = adds
+        .into_iter()
+        .map(|add| {
+            if let Some(key) = &add.idempotency_key {
+                if let Some(original) = earlier.recorded(key) {
+                    return repeat(original.amount, add.amount, || Decision::Replay(original.clone()));
+                }
+                if let Some(&index) = new_by_key.get(key) {
+                    return repeat(entries[index].amount, add.amount, || Decision::RepeatOfNew(index));
+                }
+            }
+            match balance.credit(add.amount) {
+                Ok(balance_after) => {
+                    balance = balance_after;
+                    if let Some(key) = &add.idempotency_key {
+                        new_by_key.insert(key, entries.len());
+                    }
+                    entries.push(NewEntry {
+                        id: TransactionId::new_v7(),
+                        user_id: add.user_id.clone(),
+                        amount: add.amount,
+                        balance_after,
+                        idempotency_key: add.idempotency_key.clone(),
+                    });
+                    Decision::Record(entries.len() - 1)
+                }
+                Err(exceeded) => Decision::Refuse(Refusal::BalanceLimit(exceeded)),
+            }
+        })
+        .collect();
+    AddsDecided { decisions, entries, state: AccountState { balance } }
+}
+
+fn repeat(original: Amount, repeated: Amount, replay: impl FnOnce() -> Decision) -> Decision {
+    if original == repeated { replay() } else { Decision::Refuse(Refusal::KeyReused { original_amount: original }) }
+}
+
+impl Decision {
+    /// The answer to the add, once the entries are recorded as `recorded` (in the order of the entries).
+    ///
+    /// # Panics
+    /// If `recorded` holds fewer transactions than the decision's entries: a store must record them all.
+    pub fn outcome(self, recorded: &[Transaction]) -> Result<AddOutcome, RecordAddError> {
+        match self {
+            Self::Record(index) => Ok(AddOutcome::Applied(recorded[index].clone())),
+            Self::RepeatOfNew(index) => Ok(AddOutcome::Replayed(recorded[index].clone())),
+            Self::Replay(original) => Ok(AddOutcome::Replayed(original)),
+            Self::Refuse(refusal) => Err(refusal.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).expect("valid")
+    }
+
+    fn add(amount: &str, key: Option<&str>) -> NewAdd {
+        NewAdd {
+            user_id: user("a"),
+            amount: Amount::parse(amount).expect("valid"),
+            idempotency_key: key.map(|k| IdempotencyKey::parse(k.as_bytes()).expect("valid")),
+        }
+    }
+
+    fn balance(text: &str) -> Balance {
+        Balance::from_decimal(text.parse().expect("a decimal")).expect("valid")
+    }
+
+    fn state(text: &str) -> AccountState {
+        AccountState { balance: balance(text) }
+    }
+
+    fn describe(decision: &Decision) -> String {
+        match decision {
+            Decision::Record(index) => format!("record {index}"),
+            Decision::RepeatOfNew(index) => format!("repeats {index}"),
+            Decision::Replay(original) => format!("replays {}", original.amount),
+            Decision::Refuse(Refusal::KeyReused { original_amount }) => format!("reused {original_amount}"),
+            Decision::Refuse(Refusal::BalanceLimit(_)) => "limit".to_owned(),
+        }
+    }
+
+    fn nothing_earlier() -> HashMap<IdempotencyKey, Transaction> {
+        HashMap::new()
+    }
+
+    #[test]
+    fn adds_are_credited_in_order_with_a_running_balance() {
+        let adds = [add("1", None), add("3", None)];
+        let decided = decide_adds(state("10"), &adds, &nothing_earlier());
+        let afters: Vec<String> = decided.entries.iter().map(|entry| entry.balance_after.to_string()).collect();
+        assert_eq!(afters, ["11.00", "14.00"]);
+        assert_eq!(decided.state, state("14"));
+    }
+
+    #[test]
+    fn a_key_repeated_among_the_adds_is_recorded_once() {
+        let adds = [add("5", Some("k")), add("5", Some("k")), add("6", Some("k")), add("5", Some("j"))];
+        let decided = decide_adds(AccountState::NEW, &adds, &nothing_earlier());
+        let decisions: Vec<String> = decided.decisions.iter().map(describe).collect();
+        assert_eq!(decisions, ["record 0", "repeats 0", "reused 5.00", "record 1"]);
+        assert_eq!(decided.state, state("10"));
+    }
+
+    #[test]
+    fn an_add_past_the_limit_is_refused_alone_and_its_key_stays_unused() {
+        let adds = [add("2", Some("big")), add("0.50", None), add("2", Some("big")), add("0.50", Some("big"))];
+        let decided = decide_adds(state("999999999999"), &adds, &nothing_earlier());
+        let decisions: Vec<String> = decided.decisions.iter().map(describe).collect();
+        assert_eq!(decisions, ["limit", "record 0", "limit", "record 1"]);
+        assert_eq!(decided.state, state("1000000000000.00"));
+    }
+
+    #[test]
+    fn a_key_recorded_earlier_is_replayed_even_at_the_limit() {
+        let original = Transaction {
+            id: TransactionId::new_v7(),
+            user_id: user("a"),
+            amount: Amount::parse("7").expect("valid"),
+            balance_after: balance("7"),
+            created_at: crate::recording_time(),
+        };
+        let earlier = HashMap::from([(IdempotencyKey::parse(b"k").expect("valid"), original)]);
+        let decided = decide_adds(state("1000000000000"), &[add("7", Some("k")), add("8", Some("k"))], &earlier);
+        let decisions: Vec<String> = decided.decisions.iter().map(describe).collect();
+        assert_eq!(decisions, ["replays 7.00", "reused 7.00"]);
+        assert!(decided.entries.is_empty());
+        assert_eq!(decided.state, state("1000000000000"));
+    }
+
+    /// An add as the model sees it: an amount in cents and, maybe, one of a few keys.
+    fn arbitrary_adds() -> impl Strategy<Value = Vec<(u32, Option<u8>)>> {
+        prop::collection::vec((1_u32..100_000, prop::option::of(0_u8..4)), 0..40)
+    }
+
+    proptest! {
+        /// The simple model: one transaction per key (the first amount it came with wins), every other
+        /// add of a new key or of no key is credited, and the balance is the sum of what was recorded.
+        #[test]
+        fn any_sequence_of_adds_and_repeats_matches_the_model(adds in arbitrary_adds(), split in 0_usize..40) {
+            let adds: Vec<NewAdd> = adds
+                .iter()
+                .map(|(cents, key)| {
+                    let amount = rust_decimal::Decimal::new(i64::from(*cents), 2).to_string();
+                    add(&amount, key.map(|key| format!("key-{key}")).as_deref())
+                })
+                .collect();
+            // Decided in two calls, as two batches would be, the second seeing what the first recorded.
+            let split = split.min(adds.len());
+            let first = decide_adds(AccountState::NEW, &adds[..split], &nothing_earlier());
+            let recorded: Vec<Transaction> =
+                first.entries.iter().map(|entry| entry.recorded_at(crate::recording_time())).collect();
+            let earlier: HashMap<IdempotencyKey, Transaction> = recorded
+                .iter()
+                .zip(&first.entries)
+                .filter_map(|(transaction, entry)| Some((entry.idempotency_key.clone()?, transaction.clone())))
+                .collect();
+            let second = decide_adds(first.state, &adds[split..], &earlier);
+
+            let mut model_balance = rust_decimal::Decimal::ZERO;
+            let mut model_keys: HashMap<&IdempotencyKey, Amount> = HashMap::new();
+            let mut expected = Vec::new();
+            for add in &adds {
+                match add.idempotency_key.as_ref().and_then(|key| model_keys.get(key)) {
+                    Some(original) if *original == add.amount => expected.push("repeat".to_owned()),
+                    Some(original) => expected.push(format!("reused {original}")),
+                    None => {
+                        model_balance += add.amount.as_decimal();
+                        if let Some(key) = &add.idempotency_key {
+                            model_keys.insert(key, add.amount);
+                        }
+                        expected.push("credit".to_owned());
+                    }
+                }
+            }
+            let actual: Vec<String> = first
+                .decisions
+                .iter()
+                .chain(&second.decisions)
+                .map(|decision| match decision {
+                    Decision::Record(_) => "credit".to_owned(),
+                    Decision::RepeatOfNew(_) | Decision::Replay(_) => "repeat".to_owned(),
+                    Decision::Refuse(Refusal::KeyReused { original_amount }) => format!("reused {original_amount}"),
+                    Decision::Refuse(Refusal::BalanceLimit(_)) => "limit".to_owned(),
+                })
+                .collect();
+            prop_assert_eq!(actual, expected);
+            prop_assert_eq!(second.state.balance.as_decimal(), model_balance);
+            let mut running = rust_decimal::Decimal::ZERO;
+            for entry in first.entries.iter().chain(&second.entries) {
+                running += entry.amount.as_decimal();
+                prop_assert_eq!(entry.balance_after.as_decimal(), running, "balance_after grows by each amount");
+            }
+        }
+    }
+}
