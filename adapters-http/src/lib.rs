@@ -5,6 +5,7 @@
 //! failure, including axum's own rejections, leaves as one [`ApiError`] rendered as problem+json.
 
 mod auth;
+mod docs;
 mod extract;
 mod handlers;
 mod metrics;
@@ -133,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/openapi.json", get(handlers::openapi))
+        .merge(docs::routes())
         .fallback(handlers::not_found)
         // Registered after every route, so that it covers all of them.
         .method_not_allowed_fallback(handlers::method_not_allowed)
