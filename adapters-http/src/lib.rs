@@ -1,4 +1,4 @@
-//! BitBurst's HTTP API, as `../shared/API.md` specifies it, on axum.
+//! BitBurst's HTTP API (its OpenAPI document is served at `/openapi.json`, and shown at `/docs`), on axum.
 //!
 //! [`router`] builds the whole service without a socket, so tests drive it with `tower::ServiceExt`.
 //! Request bodies are parsed into this crate's own types and converted into domain types here; every

@@ -1,4 +1,4 @@
-//! The HTTP contract of `../shared/API.md`, driven through the router without a socket.
+//! The HTTP contract, driven through the router without a socket.
 
 use std::sync::Arc;
 use std::time::Duration;
