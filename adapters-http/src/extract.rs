@@ -5,7 +5,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, StatusCode};
-use domain::{Amount, HistoryCursor, HistoryRequest, IdempotencyKey, PageNumber, UserId};
+use domain::{Amount, AmountError, HistoryCursor, HistoryRequest, IdempotencyKey, PageNumber, UserId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -98,6 +98,11 @@ fn parse_amount(raw: &RawValue) -> Result<Amount, ApiError> {
         Some(b'"') => {
             let decoded: String = serde_json::from_str(text)
                 .map_err(|error| ApiError::MalformedBody(format!("the amount string cannot be read: {error}")))?;
+            // A string is plain decimal notation; the exponent form is a JSON number's. This keeps the strings
+            // accepted to what a pattern in the OpenAPI document can describe exactly.
+            if decoded.contains(['e', 'E']) {
+                return Err(AmountError::NotANumber(decoded).into());
+            }
             Amount::parse(&decoded)?
         }
         Some(b'-' | b'0'..=b'9') => Amount::parse(text)?,

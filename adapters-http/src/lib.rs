@@ -1,10 +1,12 @@
-//! BitBurst's HTTP API, as `docs/api.md` describes it, on axum.
+//! BitBurst's HTTP API, as `docs/api.md` describes it, on axum. Its OpenAPI document is served at
+//! `/openapi.json` and shown at `/docs`.
 //!
 //! [`router`] builds the whole service without a socket, so tests drive it with `tower::ServiceExt`.
 //! Request bodies are parsed into this crate's own types and converted into domain types here; every
 //! failure, including axum's own rejections, leaves as one [`ApiError`] rendered as problem+json.
 
 mod auth;
+mod docs;
 mod extract;
 mod handlers;
 mod metrics;
@@ -140,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/openapi.json", get(handlers::openapi))
+        .merge(docs::routes())
         .fallback(handlers::not_found)
         // Registered after every route, so that it covers all of them.
         .method_not_allowed_fallback(handlers::method_not_allowed)

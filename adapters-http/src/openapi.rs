@@ -2,37 +2,42 @@
 //!
 //! It is generated from the code: the operations from the `#[utoipa::path]` annotations of the handlers,
 //! the response bodies from the `ToSchema` derives of `representation`, and the error responses from the
-//! catalogue in [`problems`], one entry per problem type that [`crate::ApiError`] answers.
+//! catalogue in [`problems`], one entry per problem type that [`crate::ApiError`] answers. What depends on
+//! how an instance is configured (API keys, rate limit) is added per instance by [`instance`], so that the
+//! document describes exactly what that instance requires and answers.
 //! `tests/openapi.rs` holds the document to the router: the same routes, request examples the router
 //! accepts, and the problem types and titles the router really sends.
 
+mod instance;
 mod problems;
 
 use std::borrow::Cow;
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ObjectBuilder, OneOfBuilder, RefOr, Required, Response, Schema, Type};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
-pub(crate) use self::problems::{
-    AddProblems, BalanceProblems, HistoryProblems, MetricsProblems, OperationProblems, ReadyProblems,
-};
+pub(crate) use self::problems::{AddProblems, BalanceProblems, HistoryProblems, OperationProblems, ReadyProblems};
 use self::problems::{NOT_FOUND, ProblemSchema, problem_response};
-use crate::handlers;
+use crate::{HttpSettings, handlers};
 
-/// The document, as `GET /openapi.json` serves it.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The document, as `GET /openapi.json` serves it on an instance with `settings`.
+pub fn document(settings: &HttpSettings) -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    instance::describe(&mut document, settings);
+    // Last, so that the responses added for the instance carry the header too.
+    RequestIds.modify(&mut document);
+    document
 }
 
 const DESCRIPTION: &str = "\
 BitBurst keeps user balances in US dollars, adds money to them exactly once per idempotency key, and shows \
 each user's balance and transaction history.
 
-This document is generated from the service's code. The contract it follows is the BitBurst HTTP API, \
-version 1: [`API.md`](../shared/API.md) beside the service's repository.
+This document is generated from the service's code, for the instance that serves it: what needs an API key \
+and which refusals can happen follow that instance's configuration. `GET /docs` shows it as an interactive \
+page.
 
 - Money is a decimal **string** with exactly two decimals on output (`\"500.00\"`), in USD. On input an \
 amount may be a JSON number or a decimal string; it is read exactly, never through a float.
@@ -40,9 +45,7 @@ amount may be a JSON number or a decimal string; it is read exactly, never throu
 `Problem` schema lists every `type`, and each operation lists the ones it can answer. An unknown path is \
 404 `/problems/not-found`; a known path with another method is 405 `/problems/method-not-allowed` with \
 an `Allow` header.
-- Every response carries an `x-request-id` header: the caller's, if it sent one, else a new one.
-- When the service is configured with API keys, the `/users/...` operations need one as \
-`Authorization: Bearer <key>`; clients may also be rate limited there (429 with `Retry-After`).";
+- Every response carries an `x-request-id` header: the caller's, if it sent one, else a new one.";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -57,7 +60,7 @@ an `Allow` header.
         openapi_json,
     ),
     components(schemas(ProblemSchema)),
-    modifiers(&BearerScheme, &NotFound, &RequestIds),
+    modifiers(&NotFound),
     tags(
         (name = "ledger", description = "Balances, adds and history of users."),
         (name = "operations", description = "Probes, metrics and this document."),
@@ -72,7 +75,6 @@ struct ApiDoc;
     path = "/metrics",
     operation_id = "metrics",
     tag = "operations",
-    security((), ("bearer" = [])),
     responses(
         (
             status = 200,
@@ -83,7 +85,7 @@ struct ApiDoc;
             example = "# TYPE bitburst_http_requests_total counter\n\
                 bitburst_http_requests_total{method=\"POST\",route=\"/users/{uid}/add\",status=\"200\"} 42\n",
         ),
-        MetricsProblems,
+        OperationProblems,
     ),
 )]
 #[allow(dead_code, reason = "documentation only")]
@@ -125,18 +127,32 @@ pub(crate) struct AddRequestSchema {
 /// An amount on input: a JSON number or a decimal string, read exactly.
 pub(crate) struct AmountInput;
 
+/// The decimal strings that are an amount: digits with an optional fraction (no sign, no exponent), above 0,
+/// at most 2 decimals once trailing zeros are dropped, at most 1000000000.00. Leading zeros are allowed.
+/// The three branches: 1 to 999999999 with any fraction of at most 2 significant decimals; one billion with
+/// a zero fraction; 0.01 to 0.99.
+const AMOUNT_STRING_PATTERN: &str =
+    r"^(?:0*[1-9][0-9]{0,8}(?:\.[0-9]{1,2}0*)?|0*1000000000(?:\.0+)?|0+\.(?:[1-9][0-9]?|0[1-9])0*)$";
+
 impl PartialSchema for AmountInput {
     fn schema() -> RefOr<Schema> {
+        // `multipleOf: 0.01` is exact in JSON Schema, which compares the number's value, not a float.
         let number = ObjectBuilder::new()
             .schema_type(Type::Number)
-            .description(Some("A JSON number such as `500` or `12.5`, read from its text (never through a float)."))
+            .description(Some(
+                "A JSON number such as `500` or `12.5`, read from its text (never through a float); an exponent is \
+                 allowed (`1.5e2`).",
+            ))
             .exclusive_minimum(Some(0))
             .maximum(Some(1_000_000_000))
+            .multiple_of(Some(0.01))
             .examples([serde_json::json!(500), serde_json::json!(12.5)]);
         let string = ObjectBuilder::new()
             .schema_type(Type::String)
-            .description(Some("A decimal string such as `\"12.50\"`, in the notation of a JSON number without sign."))
-            .pattern(Some(r"^[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$"))
+            .description(Some(
+                "A decimal string such as `\"12.50\"`: digits with an optional fraction; no sign, no exponent.",
+            ))
+            .pattern(Some(AMOUNT_STRING_PATTERN))
             .examples([serde_json::json!("12.50")]);
         OneOfBuilder::new()
             .item(number)
@@ -174,13 +190,13 @@ pub(crate) struct IdempotencyKeyParam {
     /// Makes the add happen once: a repeat with the same user, key and amount answers the same transaction
     /// with `Idempotent-Replayed: true`; the same key with another amount is 422
     /// `/problems/idempotency-key-reused`. 1 to 255 printable ASCII characters (space to `~`), sent at most
-    /// once; anything else is 400 `/problems/invalid-idempotency-key`. Without it every call is a new
-    /// transaction.
+    /// once; spaces and tabs around them are not part of the key (HTTP drops them). Anything else is 400
+    /// `/problems/invalid-idempotency-key`. Without it every call is a new transaction.
+    // The length is in the pattern, not in `maxLength`, because it counts the key without the spaces and
+    // tabs around it, which a sender may add.
     #[param(
         rename = "Idempotency-Key",
-        pattern = r"^[ -~]{1,255}$",
-        min_length = 1,
-        max_length = 255,
+        pattern = r"^[ \t]*[!-~](?:[ -~]{0,253}[!-~])?[ \t]*$",
         example = "order-1001",
         nullable = false
     )]
@@ -193,31 +209,21 @@ pub(crate) struct IdempotencyKeyParam {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code, reason = "documentation only: extract::HistoryQuery reads the query")]
 pub(crate) struct HistoryParams {
-    /// Offset pages of 10, from 1 (the default); not with `cursor`. Not a whole number from 1: 400
+    /// Offset pages of 10, from 1 (the default) to 4294967295; not with `cursor`. Anything else: 400
     /// `/problems/invalid-page`. A page past the end is an empty list.
-    #[param(minimum = 1, example = 2, nullable = false)]
-    page: Option<u32>,
+    // i64, not the u32 it is read as: a u32 is documented as `int32`, which would leave out pages past 2^31.
+    #[param(minimum = 1, maximum = 4_294_967_295_i64, example = 2, nullable = false)]
+    page: Option<i64>,
     /// Keyset pages: the `next_cursor` of the previous page; not with `page`. A cursor this service did not
     /// issue: 400 `/problems/invalid-cursor`.
-    #[param(example = "c1-2-f", nullable = false)]
+    // The pattern is the spelling of the cursors issued (page and position in lowercase hex, no leading zero),
+    // so that a tool generating requests from this document sends only cursors this service reads.
+    #[param(
+        pattern = r"^c1-[1-9a-f][0-9a-f]{0,7}-(?:0|[1-9a-f][0-9a-f]{0,14}|[1-7][0-9a-f]{15})$",
+        example = "c1-2-f",
+        nullable = false
+    )]
     cursor: Option<String>,
-}
-
-/// The `bearer` security scheme of the `/users/...` operations.
-struct BearerScheme;
-
-impl Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let scheme = HttpBuilder::new()
-            .scheme(HttpAuthScheme::Bearer)
-            .bearer_format("opaque API key")
-            .description(Some(
-                "An API key as `Authorization: Bearer <key>`, needed when the service is configured with keys.",
-            ))
-            .build();
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.security_schemes.insert("bearer".to_owned(), SecurityScheme::Http(scheme));
-    }
 }
 
 /// The answer to an unknown path, which no operation can list: a reusable `NotFound` response.

@@ -1,6 +1,7 @@
 //! The OpenAPI document (`GET /openapi.json`) held to the router it describes: the same routes, request
 //! examples the router accepts, response examples that fit their schemas, the problem types the router
-//! really answers, and a document that an OpenAPI validator accepts.
+//! really answers, the amounts its schema allows being the ones the router takes, security and refusals
+//! that follow the instance's configuration, and a document that an OpenAPI validator accepts.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -33,8 +34,25 @@ const ROUTES: [(&str, &str); 7] = [
 
 const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
+/// The document of an instance with `settings`.
+fn document_for(settings: &HttpSettings) -> Value {
+    serde_json::to_value(openapi_document(settings)).expect("the document serializes to JSON")
+}
+
+/// The document of an instance with the default settings: no API keys, no rate limit.
 fn document() -> Value {
-    serde_json::to_value(openapi_document()).expect("the document serializes to JSON")
+    document_for(&HttpSettings::default())
+}
+
+/// Settings with everything that changes the document turned on.
+fn guarded_settings() -> HttpSettings {
+    HttpSettings {
+        api_keys: ApiKeys::new(["secret-key"]),
+        metrics_require_key: true,
+        // Missing and wrong keys share their address's bucket, so the guarded instance lets two through.
+        rate_limit: Some(RateLimitSettings { per_second: 0.001, burst: 2, trust_forwarded_for: false }),
+        ..HttpSettings::default()
+    }
 }
 
 fn app_with(repository: Arc<dyn LedgerRepository>, readiness: Readiness, settings: HttpSettings) -> Router {
@@ -245,6 +263,10 @@ async fn get_openapi_json_serves_this_document() {
     let content_type = reply.headers["content-type"].to_str().expect("ASCII");
     assert!(content_type.starts_with("application/json"), "{content_type}");
     assert_eq!(reply.json(), document());
+    let guarded = app_with(Arc::new(InMemoryLedger::new()), Readiness::default(), guarded_settings());
+    let reply = send(&guarded, Request::get("/openapi.json").body(Body::empty()).expect("a request")).await;
+    assert_eq!(reply.status, StatusCode::OK, "the document needs no key");
+    assert_eq!(reply.json(), document_for(&guarded_settings()), "the document of the instance's own settings");
     assert_eq!(document()["openapi"], "3.1.0");
     assert_eq!(document()["info"]["title"], "BitBurst");
     assert_eq!(document()["info"]["version"], env!("CARGO_PKG_VERSION"));
@@ -497,6 +519,14 @@ async fn every_problem_the_router_answers_is_documented_for_its_operation() {
         }
     }
 
+    // A store that lost an add's COMMIT.
+    let mut store = MockLedgerRepository::new();
+    store.expect_record_add().returning(|_| Err(RecordAddError::OutcomeUnknown("connection lost".into())));
+    let app = app_with(Arc::new(store), Readiness::default(), HttpSettings::default());
+    let reply = send(&app, add("gopal", json, r#"{"amount": 1}"#, Some("k"))).await;
+    assert_eq!(reply.json()["type"], "/problems/outcome-unknown");
+    assert_documented(&document, &Method::POST, add_path, &reply);
+
     // An instance that drains.
     let readiness = Readiness::default();
     readiness.start_draining();
@@ -505,13 +535,9 @@ async fn every_problem_the_router_answers_is_documented_for_its_operation() {
     assert_eq!(reply.json()["type"], "/problems/draining");
     assert_documented(&document, &Method::GET, "/readyz", &reply);
 
-    // API keys and a rate limit.
-    let settings = HttpSettings {
-        api_keys: ApiKeys::new(["secret-key"]),
-        rate_limit: Some(RateLimitSettings { per_second: 0.001, burst: 2, trust_forwarded_for: false }),
-        ..HttpSettings::default()
-    };
-    let guarded = app_with(Arc::new(InMemoryLedger::new()), Readiness::default(), settings);
+    // API keys and a rate limit, which only the document of an instance that has them lists.
+    let document = document_for(&guarded_settings());
+    let guarded = app_with(Arc::new(InMemoryLedger::new()), Readiness::default(), guarded_settings());
     let with_key = |uri: &str, key: &str| {
         Request::get(uri).header("authorization", format!("Bearer {key}")).body(Body::empty()).expect("a request")
     };
@@ -530,22 +556,80 @@ async fn every_problem_the_router_answers_is_documented_for_its_operation() {
     }
     assert_eq!(last.json()["type"], "/problems/rate-limited");
     assert_documented(&document, &Method::GET, balance_path, &last);
+    // A guarded /metrics refuses a client without a key, then limits it: its refusals count against it.
+    let guarded = app_with(Arc::new(InMemoryLedger::new()), Readiness::default(), guarded_settings());
+    let metrics = send(&guarded, get("/metrics")).await;
+    assert_eq!(metrics.json()["type"], "/problems/unauthorized");
+    assert_documented(&document, &Method::GET, "/metrics", &metrics);
+    let mut last = metrics;
+    for _ in 0..5 {
+        if last.status == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        last = send(&guarded, get("/metrics")).await;
+    }
+    assert_eq!(last.json()["type"], "/problems/rate-limited");
+    assert_documented(&document, &Method::GET, "/metrics", &last);
+}
+
+/// The `outcome-unknown` problem of an add, which only a store failing during COMMIT makes: documented as a
+/// 503 with `Retry-After`, beside `storage-unavailable`.
+#[test]
+fn an_add_documents_an_unknown_outcome() {
+    let document = document();
+    let response = &operation(&document, &Method::POST, "/users/{uid}/add")["responses"]["503"];
+    let examples = examples_of(&response["content"]["application/problem+json"]);
+    let types: BTreeSet<String> = examples.iter().map(|example| example["type"].to_string()).collect();
+    let expected = ["\"/problems/outcome-unknown\"", "\"/problems/storage-unavailable\""];
+    assert_eq!(types, expected.map(str::to_owned).into(), "{response}");
+    let unknown = examples.iter().find(|example| example["type"] == "/problems/outcome-unknown").expect("listed");
+    assert_eq!((&unknown["title"], &unknown["status"]), (&json!("Outcome unknown"), &json!(503)));
+    let retry_after = &response["headers"]["Retry-After"];
+    assert!(retry_after.is_object(), "{response}");
+    assert!(!retry_after["description"].as_str().unwrap_or_default().contains("only"), "sent with both: {response}");
+    let problem_types = &document["components"]["schemas"]["Problem"]["properties"]["type"]["enum"];
+    assert!(problem_types.as_array().is_some_and(|types| types.contains(&json!("/problems/outcome-unknown"))));
 }
 
 #[test]
-fn every_users_operation_needs_the_bearer_key_and_may_be_limited() {
+fn without_api_keys_nothing_needs_a_key_and_nothing_is_rate_limited() {
     let document = document();
+    assert!(document["components"]["securitySchemes"].as_object().is_none_or(serde_json::Map::is_empty));
+    assert!(document["security"].is_null());
+    for (method, path, operation) in operations(&document) {
+        assert!(operation["security"].is_null(), "{method} {path} needs no key");
+        for status in ["401", "429"] {
+            assert!(operation["responses"][status].is_null(), "{method} {path} never answers {status}");
+        }
+    }
+    assert!(document["info"]["description"].as_str().is_some_and(|text| text.contains("needs no API key")));
+}
+
+#[test]
+fn with_api_keys_every_users_operation_needs_the_bearer_key_and_may_be_limited() {
+    let document = document_for(&guarded_settings());
     let scheme = &document["components"]["securitySchemes"]["bearer"];
     assert_eq!((scheme["type"].as_str(), scheme["scheme"].as_str()), (Some("http"), Some("bearer")));
     assert_eq!(scheme["bearerFormat"], "opaque API key");
     for (method, path, operation) in operations(&document) {
-        if !path.starts_with("/users/") {
-            continue;
-        }
-        assert_eq!(operation["security"], json!([{"bearer": []}]), "{method} {path}");
-        assert!(operation["responses"]["401"]["headers"]["WWW-Authenticate"].is_object(), "{method} {path}");
-        assert!(operation["responses"]["429"]["headers"]["Retry-After"].is_object(), "{method} {path}");
+        let guarded = path.starts_with("/users/") || path == "/metrics";
+        let expected = if guarded { json!([{"bearer": []}]) } else { Value::Null };
+        assert_eq!(operation["security"], expected, "{method} {path}");
+        assert_eq!(
+            operation["responses"]["401"]["headers"]["WWW-Authenticate"].is_object(),
+            guarded,
+            "{method} {path}"
+        );
+        // Refused keys count against the client, so whatever needs a key may be limited.
+        let limited = guarded;
+        assert_eq!(operation["responses"]["429"]["headers"]["Retry-After"].is_object(), limited, "{method} {path}");
     }
+
+    // Without `metrics_require_key`, `/metrics` stays open.
+    let settings = HttpSettings { metrics_require_key: false, ..guarded_settings() };
+    let document = document_for(&settings);
+    assert!(operation(&document, &Method::GET, "/metrics")["security"].is_null());
+    assert!(operation(&document, &Method::GET, "/users/{uid}/balance")["security"].is_array());
 }
 
 /// `CI=true` turns a missing tool into a failure, as everywhere in this workspace.
@@ -555,10 +639,6 @@ fn on_ci() -> bool {
 
 #[test]
 fn the_document_is_valid_openapi_3_1() {
-    let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bitburst-openapi.json");
-    let text = serde_json::to_string_pretty(&document()).expect("the document serializes");
-    std::fs::write(&file, text).expect("the document can be written to a temporary file");
-
     let install = "install it with `pip install openapi-spec-validator` (for the python3 on PATH)";
     let missing = match Command::new("python3").args(["-c", "import openapi_spec_validator"]).output() {
         Err(error) => Some(format!("python3 cannot be run ({error})")),
@@ -574,12 +654,17 @@ fn the_document_is_valid_openapi_3_1() {
         let _ = writeln!(std::io::stderr(), "SKIPPED: the OpenAPI validator is missing: {why}; {install}");
         return;
     }
-    let output = Command::new("python3")
-        .args(["-m", "openapi_spec_validator"])
-        .arg(&file)
-        .output()
-        .expect("python3 runs the validator");
-    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "openapi-spec-validator refused {}:\n{said}", file.display());
-    assert!(said.trim_end().ends_with("OK"), "{said}");
+    for (name, settings) in [("open", HttpSettings::default()), ("guarded", guarded_settings())] {
+        let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bitburst-openapi-{name}.json"));
+        let text = serde_json::to_string_pretty(&document_for(&settings)).expect("the document serializes");
+        std::fs::write(&file, text).expect("the document can be written to a temporary file");
+        let output = Command::new("python3")
+            .args(["-m", "openapi_spec_validator"])
+            .arg(&file)
+            .output()
+            .expect("python3 runs the validator");
+        let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "openapi-spec-validator refused {}:\n{said}", file.display());
+        assert!(said.trim_end().ends_with("OK"), "{said}");
+    }
 }

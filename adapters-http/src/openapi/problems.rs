@@ -1,5 +1,6 @@
 //! The problem types of the document: one entry per type that [`crate::ApiError`] answers, the `Problem`
-//! schema, and the error responses of each operation, built from those entries.
+//! schema, and the error responses of each operation, built from those entries. The refusals that only some
+//! configurations make (no API key, rate limited) are added per instance by `super::instance`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -164,7 +165,7 @@ const INVALID_QUERY: ProblemType = ProblemType {
     detail: "the query string cannot be read: Failed to deserialize query string: duplicate field `page`",
     header: None,
 };
-const UNAUTHORIZED: ProblemType = ProblemType {
+pub(super) const UNAUTHORIZED: ProblemType = ProblemType {
     slug: "unauthorized",
     status: 401,
     title: "API key required",
@@ -231,7 +232,7 @@ const IDEMPOTENCY_KEY_REUSED: ProblemType = ProblemType {
              transaction back, or use a new key for a new transfer",
     header: None,
 };
-const RATE_LIMITED: ProblemType = ProblemType {
+pub(super) const RATE_LIMITED: ProblemType = ProblemType {
     slug: "rate-limited",
     status: 429,
     title: "Too many requests",
@@ -254,6 +255,17 @@ const STORAGE_UNAVAILABLE: ProblemType = ProblemType {
     when: "the store could not be reached in time; retry after `Retry-After` seconds (an add with the same \
            `Idempotency-Key`: it is recorded once)",
     detail: "the ledger's store could not be reached in time; retry later, with the same Idempotency-Key for an add",
+    header: Some(ProblemHeader::RetryAfter),
+};
+const OUTCOME_UNKNOWN: ProblemType = ProblemType {
+    slug: "outcome-unknown",
+    status: 503,
+    title: "Outcome unknown",
+    when: "the store failed after the add may have reached it (e.g. the connection broke during COMMIT), so it may \
+           or may not be recorded; retry with the same `Idempotency-Key` to learn which (it is recorded once), or, \
+           without a key, check the history before sending it again",
+    detail: "the add may or may not have been recorded; retry with the same Idempotency-Key to learn which, or check \
+             the history before sending it again without one",
     header: Some(ProblemHeader::RetryAfter),
 };
 const DRAINING: ProblemType = ProblemType {
@@ -285,6 +297,7 @@ const PROBLEM_TYPES: &[ProblemType] = &[
     RATE_LIMITED,
     INTERNAL,
     STORAGE_UNAVAILABLE,
+    OUTCOME_UNKNOWN,
     DRAINING,
 ];
 
@@ -298,6 +311,11 @@ fn problem_responses(problems: &[&ProblemType]) -> BTreeMap<String, RefOr<Respon
         .into_iter()
         .map(|(status, problems)| (status.to_string(), problem_response(status, &problems).into()))
         .collect()
+}
+
+/// The error response of `problem` alone, for a status at which an operation answers no other problem.
+pub(super) fn sole_problem_response(problem: &ProblemType) -> (String, RefOr<Response>) {
+    (problem.status.to_string(), problem_response(problem.status, &[problem]).into())
 }
 
 pub(super) fn problem_response(status: u16, problems: &[&ProblemType]) -> Response {
@@ -350,19 +368,18 @@ problems_of! {
         INVALID_USER_ID,
         INVALID_IDEMPOTENCY_KEY,
         MALFORMED_BODY,
-        UNAUTHORIZED,
         METHOD_NOT_ALLOWED,
         PAYLOAD_TOO_LARGE,
         UNSUPPORTED_MEDIA_TYPE,
         INVALID_AMOUNT,
         BALANCE_LIMIT,
         IDEMPOTENCY_KEY_REUSED,
-        RATE_LIMITED,
         INTERNAL,
         STORAGE_UNAVAILABLE,
+        OUTCOME_UNKNOWN,
     ];
     /// The errors of `GET /users/{uid}/balance`.
-    BalanceProblems: [INVALID_USER_ID, UNAUTHORIZED, METHOD_NOT_ALLOWED, RATE_LIMITED, INTERNAL, STORAGE_UNAVAILABLE];
+    BalanceProblems: [INVALID_USER_ID, METHOD_NOT_ALLOWED, INTERNAL, STORAGE_UNAVAILABLE];
     /// The errors of `GET /users/{uid}/history`.
     HistoryProblems: [
         INVALID_USER_ID,
@@ -370,16 +387,12 @@ problems_of! {
         INVALID_CURSOR,
         CONFLICTING_PAGINATION,
         INVALID_QUERY,
-        UNAUTHORIZED,
         METHOD_NOT_ALLOWED,
-        RATE_LIMITED,
         INTERNAL,
         STORAGE_UNAVAILABLE,
     ];
     /// The errors of `GET /readyz`: 503 while the store does not answer or the instance drains.
     ReadyProblems: [METHOD_NOT_ALLOWED, INTERNAL, STORAGE_UNAVAILABLE, DRAINING];
-    /// The errors of `GET /metrics`, which may need an API key.
-    MetricsProblems: [UNAUTHORIZED, METHOD_NOT_ALLOWED];
     /// The errors of an operation that only a wrong method can make fail.
     OperationProblems: [METHOD_NOT_ALLOWED];
 }
