@@ -1,12 +1,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use application::{AddError, AddMoney, AddReceipt};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use domain::StorageError;
+use domain::{AddOutcome, NewAdd, RecordAddError, StorageError};
 
 use crate::extract::{AddAmount, HistoryQuery, IdempotencyKeyHeader, UserPath};
 use crate::representation::{BalanceBody, HistoryBody, StatusBody, TransactionBody};
@@ -25,22 +24,13 @@ impl IntoApiError for StorageError {
     }
 }
 
-impl IntoApiError for AddError {
+impl IntoApiError for RecordAddError {
     fn into_api_error(self, retry_after: Duration) -> ApiError {
         match self {
-            AddError::BalanceLimit(exceeded) => {
-                metrics::add_refused("balance_limit");
-                ApiError::BalanceLimit(exceeded)
-            }
-            AddError::KeyReused { original_amount } => {
-                metrics::add_refused("idempotency_key_reused");
-                ApiError::IdempotencyKeyReused { original_amount }
-            }
-            AddError::Storage(storage) => ApiError::from_storage(storage, retry_after),
-            AddError::OutcomeUnknown(cause) => {
-                metrics::store_error("outcome_unknown");
-                ApiError::OutcomeUnknown { cause: Some(cause), retry_after }
-            }
+            RecordAddError::BalanceLimit(exceeded) => ApiError::BalanceLimit(exceeded),
+            RecordAddError::KeyReused { original_amount } => ApiError::IdempotencyKeyReused { original_amount },
+            RecordAddError::Storage(storage) => ApiError::from_storage(storage, retry_after),
+            RecordAddError::OutcomeUnknown(cause) => ApiError::OutcomeUnknown { cause: Some(cause), retry_after },
         }
     }
 }
@@ -53,24 +43,18 @@ async fn within_store_timeout<T, E: IntoApiError>(
     let retry_after = state.settings.retry_after;
     match tokio::time::timeout(state.settings.store_timeout, call).await {
         Ok(result) => result.map_err(|error| error.into_api_error(retry_after)),
-        Err(_elapsed) => {
-            metrics::store_error("timeout");
-            Err(ApiError::StorageUnavailable { cause: None, retry_after })
-        }
+        Err(_elapsed) => Err(ApiError::StorageUnavailable { cause: None, retry_after }),
     }
 }
 
 /// Runs an add to its real outcome. The store bounds its own waits and says whether an add it could not
 /// finish was recorded; this backstop only answers for a store that never returns (a connection silently
 /// gone), and since the add may have reached it, the answer is that its outcome is unknown.
-async fn to_its_outcome(state: &AppState, request: AddMoney) -> Result<AddReceipt, ApiError> {
+async fn to_its_outcome(state: &AppState, add: NewAdd) -> Result<AddOutcome, ApiError> {
     let retry_after = state.settings.retry_after;
-    match tokio::time::timeout(state.settings.add_timeout, state.ledger.add(request)).await {
+    match tokio::time::timeout(state.settings.add_timeout, state.ledger.add(add)).await {
         Ok(result) => result.map_err(|error| error.into_api_error(retry_after)),
-        Err(_elapsed) => {
-            metrics::store_error("outcome_unknown");
-            Err(ApiError::OutcomeUnknown { cause: None, retry_after })
-        }
+        Err(_elapsed) => Err(ApiError::OutcomeUnknown { cause: None, retry_after }),
     }
 }
 
@@ -83,9 +67,9 @@ async fn to_its_outcome(state: &AppState, request: AddMoney) -> Result<AddReceip
     path = "/users/{uid}/add",
     operation_id = "add",
     tag = "ledger",
-    params(crate::openapi::UserIdParam, crate::openapi::IdempotencyKeyParam),
+    params(crate::operation_docs::UserIdParam, crate::operation_docs::IdempotencyKeyParam),
     request_body(
-        content = crate::openapi::AddRequestSchema,
+        content = crate::operation_docs::AddRequestSchema,
         content_type = "application/json",
         description = "The amount to add; at most 16 KiB.",
         examples(
@@ -109,7 +93,7 @@ async fn to_its_outcome(state: &AppState, request: AddMoney) -> Result<AddReceip
                 "created_at": "2026-11-29T10:00:00.123456Z"
             }),
         ),
-        crate::openapi::AddProblems,
+        crate::operation_docs::AddProblems,
     ),
 )]
 pub async fn add(
@@ -118,11 +102,10 @@ pub async fn add(
     IdempotencyKeyHeader(idempotency_key): IdempotencyKeyHeader,
     AddAmount(amount): AddAmount,
 ) -> Result<Response, ApiError> {
-    let request = AddMoney { user_id, amount, idempotency_key };
-    let receipt = to_its_outcome(&state, request).await?;
-    metrics::add_recorded(receipt.replayed);
-    let mut response = Json(TransactionBody::from(&receipt.transaction)).into_response();
-    if receipt.replayed {
+    let outcome = to_its_outcome(&state, NewAdd { user_id, amount, idempotency_key }).await?;
+    metrics::add_recorded(outcome.is_replayed());
+    let mut response = Json(TransactionBody::from(outcome.transaction())).into_response();
+    if outcome.is_replayed() {
         response.headers_mut().insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(response)
@@ -134,7 +117,7 @@ pub async fn add(
     path = "/users/{uid}/balance",
     operation_id = "balance",
     tag = "ledger",
-    params(crate::openapi::UserIdParam),
+    params(crate::operation_docs::UserIdParam),
     responses(
         (
             status = 200,
@@ -142,7 +125,7 @@ pub async fn add(
             body = BalanceBody,
             example = json!({"user_id": "gopal", "balance": "500.00", "currency": "USD"}),
         ),
-        crate::openapi::BalanceProblems,
+        crate::operation_docs::BalanceProblems,
     ),
 )]
 pub async fn balance(
@@ -159,7 +142,7 @@ pub async fn balance(
     path = "/users/{uid}/history",
     operation_id = "history",
     tag = "ledger",
-    params(crate::openapi::UserIdParam, crate::openapi::HistoryParams),
+    params(crate::operation_docs::UserIdParam, crate::operation_docs::HistoryParams),
     responses(
         (
             status = 200,
@@ -191,7 +174,7 @@ pub async fn balance(
                 }))),
             ),
         ),
-        crate::openapi::HistoryProblems,
+        crate::operation_docs::HistoryProblems,
     ),
 )]
 pub async fn history(
@@ -211,7 +194,7 @@ pub async fn history(
     tag = "operations",
     responses(
         (status = 200, description = "The process runs.", body = StatusBody, example = json!({"status": "ok"})),
-        crate::openapi::OperationProblems,
+        crate::operation_docs::OperationProblems,
     ),
 )]
 pub async fn healthz() -> Json<StatusBody> {
@@ -226,7 +209,7 @@ pub async fn healthz() -> Json<StatusBody> {
     tag = "operations",
     responses(
         (status = 200, description = "Ready for traffic.", body = StatusBody, example = json!({"status": "ready"})),
-        crate::openapi::ReadyProblems,
+        crate::operation_docs::ReadyProblems,
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<StatusBody>, ApiError> {

@@ -6,11 +6,13 @@
 //! failure, including axum's own rejections, leaves as one [`ApiError`] rendered as problem+json.
 
 mod auth;
+mod catalogue;
 mod docs;
 mod extract;
 mod handlers;
 mod metrics;
 mod openapi;
+mod operation_docs;
 mod problem;
 mod rate_limit;
 mod representation;

@@ -2,24 +2,21 @@
 //!
 //! It is generated from the code: the operations from the `#[utoipa::path]` annotations of the handlers,
 //! the response bodies from the `ToSchema` derives of `representation`, and the error responses from the
-//! catalogue in [`problems`], one entry per problem type that [`crate::ApiError`] answers. What depends on
+//! problem catalogue ([`crate::catalogue`]), one entry per problem type that [`crate::ApiError`] answers. What depends on
 //! how an instance is configured (API keys, rate limit) is added per instance by [`instance`], so that the
 //! document describes exactly what that instance requires and answers.
 //! `tests/openapi.rs` holds the document to the router: the same routes, request examples the router
 //! accepts, and the problem types and titles the router really sends.
 
 mod instance;
-mod problems;
-
-use std::borrow::Cow;
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
-use utoipa::openapi::{ObjectBuilder, OneOfBuilder, RefOr, Required, Response, Schema, Type};
-use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::openapi::{ObjectBuilder, RefOr, Required, Response, Type};
+use utoipa::{Modify, OpenApi};
 
-pub(crate) use self::problems::{AddProblems, BalanceProblems, HistoryProblems, OperationProblems, ReadyProblems};
-use self::problems::{NOT_FOUND, ProblemSchema, problem_response};
+use crate::catalogue::NOT_FOUND;
+use crate::operation_docs::{OperationProblems, ProblemSchema, problem_response};
 use crate::{HttpSettings, handlers};
 
 /// The document, as `GET /openapi.json` serves it on an instance with `settings`.
@@ -110,121 +107,6 @@ fn metrics() {}
 )]
 #[allow(dead_code, reason = "documentation only")]
 fn openapi_json() {}
-
-// Documentation only: `extract::AddAmount` reads the real body from raw JSON, so that the amount's exact
-// text is kept.
-/// The body of `POST /users/{uid}/add`: a JSON object with `amount` and nothing else (another field is 400
-/// `/problems/malformed-body`).
-#[derive(ToSchema)]
-#[schema(as = AddRequest, example = json!({"amount": "12.34"}))]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "documentation only")]
-pub(crate) struct AddRequestSchema {
-    /// The amount to add, in US dollars.
-    amount: AmountInput,
-}
-
-/// An amount on input: a JSON number or a decimal string, read exactly.
-pub(crate) struct AmountInput;
-
-/// The decimal strings that are an amount: digits with an optional fraction (no sign, no exponent), above 0,
-/// at most 2 decimals once trailing zeros are dropped, at most 1000000000.00. Leading zeros are allowed.
-/// The three branches: 1 to 999999999 with any fraction of at most 2 significant decimals; one billion with
-/// a zero fraction; 0.01 to 0.99.
-const AMOUNT_STRING_PATTERN: &str =
-    r"^(?:0*[1-9][0-9]{0,8}(?:\.[0-9]{1,2}0*)?|0*1000000000(?:\.0+)?|0+\.(?:[1-9][0-9]?|0[1-9])0*)$";
-
-impl PartialSchema for AmountInput {
-    fn schema() -> RefOr<Schema> {
-        // `multipleOf: 0.01` is exact in JSON Schema, which compares the number's value, not a float.
-        let number = ObjectBuilder::new()
-            .schema_type(Type::Number)
-            .description(Some(
-                "A JSON number such as `500` or `12.5`, read from its text (never through a float); an exponent is \
-                 allowed (`1.5e2`).",
-            ))
-            .exclusive_minimum(Some(0))
-            .maximum(Some(1_000_000_000))
-            .multiple_of(Some(0.01))
-            .examples([serde_json::json!(500), serde_json::json!(12.5)]);
-        let string = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .description(Some(
-                "A decimal string such as `\"12.50\"`: digits with an optional fraction; no sign, no exponent.",
-            ))
-            .pattern(Some(AMOUNT_STRING_PATTERN))
-            .examples([serde_json::json!("12.50")]);
-        OneOfBuilder::new()
-            .item(number)
-            .item(string)
-            .description(Some(
-                "Greater than 0, at most 2 decimal places, at most 1000000000.00 (one billion); otherwise 422 \
-                 `/problems/invalid-amount` and nothing is recorded.",
-            ))
-            .into()
-    }
-}
-
-impl ToSchema for AmountInput {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("AmountInput")
-    }
-}
-
-/// The `{uid}` of the `/users/{uid}/...` paths.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code, reason = "documentation only: extract::UserPath reads the path")]
-pub(crate) struct UserIdParam {
-    /// The user: 1 to 128 ASCII letters, ASCII digits and `. _ ~ @ + -`, after percent-decoding. Anything
-    /// else is 400 `/problems/invalid-user-id`.
-    #[param(pattern = r"^[A-Za-z0-9._~@+-]{1,128}$", min_length = 1, max_length = 128, example = "gopal")]
-    uid: String,
-}
-
-/// The optional `Idempotency-Key` header of an add.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code, reason = "documentation only: extract::IdempotencyKeyHeader reads the header")]
-pub(crate) struct IdempotencyKeyParam {
-    /// Makes the add happen once: a repeat with the same user, key and amount answers the same transaction
-    /// with `Idempotent-Replayed: true`; the same key with another amount is 422
-    /// `/problems/idempotency-key-reused`. 1 to 255 printable ASCII characters (space to `~`), sent at most
-    /// once; spaces and tabs around them are not part of the key (HTTP drops them). Anything else is 400
-    /// `/problems/invalid-idempotency-key`. Without it every call is a new transaction.
-    // The length is in the pattern, not in `maxLength`, because it counts the key without the spaces and
-    // tabs around it, which a sender may add.
-    #[param(
-        rename = "Idempotency-Key",
-        pattern = r"^[ \t]*[!-~](?:[ -~]{0,253}[!-~])?[ \t]*$",
-        example = "order-1001",
-        nullable = false
-    )]
-    idempotency_key: Option<String>,
-}
-
-/// Which page of history `GET /users/{uid}/history` answers: `page` or `cursor`, not both (400
-/// `/problems/conflicting-pagination`); page 1 without either.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code, reason = "documentation only: extract::HistoryQuery reads the query")]
-pub(crate) struct HistoryParams {
-    /// Offset pages of 10, from 1 (the default) to 4294967295; not with `cursor`. Anything else: 400
-    /// `/problems/invalid-page`. A page past the end is an empty list.
-    // i64, not the u32 it is read as: a u32 is documented as `int32`, which would leave out pages past 2^31.
-    #[param(minimum = 1, maximum = 4_294_967_295_i64, example = 2, nullable = false)]
-    page: Option<i64>,
-    /// Keyset pages: the `next_cursor` of the previous page; not with `page`. A cursor this service did not
-    /// issue: 400 `/problems/invalid-cursor`.
-    // The pattern is the spelling of the cursors issued (page and position in lowercase hex, no leading zero),
-    // so that a tool generating requests from this document sends only cursors this service reads.
-    #[param(
-        pattern = r"^c1-[1-9a-f][0-9a-f]{0,7}-(?:0|[1-9a-f][0-9a-f]{0,14}|[1-7][0-9a-f]{15})$",
-        example = "c1-2-f",
-        nullable = false
-    )]
-    cursor: Option<String>,
-}
 
 /// The answer to an unknown path, which no operation can list: a reusable `NotFound` response.
 struct NotFound;

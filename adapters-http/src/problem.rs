@@ -9,6 +9,9 @@ use domain::{
 };
 use serde::Serialize;
 
+use crate::catalogue::{self, ProblemType};
+use crate::metrics;
+
 /// Every way a request can fail, each with its status and problem type.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -24,7 +27,7 @@ pub enum ApiError {
     MalformedBody(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("the request body is larger than 16 KiB (16384 bytes)")]
+    #[error("the request body is larger than {} KiB ({} bytes)", crate::MAX_BODY_BYTES / 1024, crate::MAX_BODY_BYTES)]
     PayloadTooLarge,
     #[error("{0}")]
     InvalidAmount(#[from] AmountError),
@@ -78,58 +81,56 @@ impl ApiError {
     /// The error for a store failure: unavailable stores are worth a retry, others are not.
     pub fn from_storage(error: StorageError, retry_after: Duration) -> Self {
         match error {
-            StorageError::Unavailable(_) => {
-                crate::metrics::store_error("unavailable");
-                Self::StorageUnavailable { cause: Some(error), retry_after }
-            }
-            StorageError::Failed(_) => {
-                crate::metrics::store_error("failed");
-                Self::Internal(error)
-            }
+            StorageError::Unavailable(_) => Self::StorageUnavailable { cause: Some(error), retry_after },
+            StorageError::Failed(_) => Self::Internal(error),
         }
     }
 
-    fn status_and_type(&self) -> (StatusCode, &'static str, &'static str) {
+    /// Counts the refusals and store failures that dashboards follow; every error is answered once, here.
+    fn count(&self) {
         match self {
-            Self::InvalidUserId(_) | Self::UndecodableUserId => {
-                (StatusCode::BAD_REQUEST, "invalid-user-id", "Invalid user id")
-            }
-            Self::InvalidIdempotencyKey(_) | Self::RepeatedIdempotencyKey => {
-                (StatusCode::BAD_REQUEST, "invalid-idempotency-key", "Invalid Idempotency-Key")
-            }
-            Self::MalformedBody(_) => (StatusCode::BAD_REQUEST, "malformed-body", "Malformed request body"),
-            Self::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
-            }
-            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large"),
-            Self::InvalidAmount(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-amount", "Invalid amount"),
-            Self::BalanceLimit(_) => (StatusCode::UNPROCESSABLE_ENTITY, "balance-limit", "Balance limit exceeded"),
-            Self::IdempotencyKeyReused { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency-Key reused")
-            }
-            Self::InvalidPage(_) => (StatusCode::BAD_REQUEST, "invalid-page", "Invalid page"),
-            Self::InvalidCursor(_) => (StatusCode::BAD_REQUEST, "invalid-cursor", "Invalid cursor"),
-            Self::ConflictingPagination => {
-                (StatusCode::BAD_REQUEST, "conflicting-pagination", "Both page and cursor given")
-            }
-            Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid-query", "Invalid query string"),
-            Self::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
-            Self::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining", "Instance shutting down"),
-            Self::MissingApiKey | Self::InvalidApiKey => (StatusCode::UNAUTHORIZED, "unauthorized", "API key required"),
-            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
-            Self::StorageUnavailable { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "storage-unavailable", "Storage unavailable")
-            }
-            Self::OutcomeUnknown { .. } => (StatusCode::SERVICE_UNAVAILABLE, "outcome-unknown", "Outcome unknown"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            Self::BalanceLimit(_) => metrics::add_refused("balance_limit"),
+            Self::IdempotencyKeyReused { .. } => metrics::add_refused("idempotency_key_reused"),
+            Self::StorageUnavailable { cause: Some(_), .. } => metrics::store_error("unavailable"),
+            Self::StorageUnavailable { cause: None, .. } => metrics::store_error("timeout"),
+            Self::OutcomeUnknown { .. } => metrics::store_error("outcome_unknown"),
+            Self::Internal(_) => metrics::store_error("failed"),
+            _ => {}
+        }
+    }
+
+    /// The entry of the problem catalogue this error is answered with.
+    fn problem_type(&self) -> &'static ProblemType {
+        match self {
+            Self::InvalidUserId(_) | Self::UndecodableUserId => &catalogue::INVALID_USER_ID,
+            Self::InvalidIdempotencyKey(_) | Self::RepeatedIdempotencyKey => &catalogue::INVALID_IDEMPOTENCY_KEY,
+            Self::MalformedBody(_) => &catalogue::MALFORMED_BODY,
+            Self::UnsupportedMediaType(_) => &catalogue::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => &catalogue::PAYLOAD_TOO_LARGE,
+            Self::InvalidAmount(_) => &catalogue::INVALID_AMOUNT,
+            Self::BalanceLimit(_) => &catalogue::BALANCE_LIMIT,
+            Self::IdempotencyKeyReused { .. } => &catalogue::IDEMPOTENCY_KEY_REUSED,
+            Self::InvalidPage(_) => &catalogue::INVALID_PAGE,
+            Self::InvalidCursor(_) => &catalogue::INVALID_CURSOR,
+            Self::ConflictingPagination => &catalogue::CONFLICTING_PAGINATION,
+            Self::InvalidQuery(_) => &catalogue::INVALID_QUERY,
+            Self::NotFound => &catalogue::NOT_FOUND,
+            Self::MethodNotAllowed => &catalogue::METHOD_NOT_ALLOWED,
+            Self::Draining => &catalogue::DRAINING,
+            Self::MissingApiKey | Self::InvalidApiKey => &catalogue::UNAUTHORIZED,
+            Self::RateLimited { .. } => &catalogue::RATE_LIMITED,
+            Self::StorageUnavailable { .. } => &catalogue::STORAGE_UNAVAILABLE,
+            Self::OutcomeUnknown { .. } => &catalogue::OUTCOME_UNKNOWN,
+            Self::Internal(_) => &catalogue::INTERNAL,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, slug, title) = self.status_and_type();
+        self.count();
+        let problem_type = self.problem_type();
+        let status = StatusCode::from_u16(problem_type.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         match &self {
             Self::Internal(cause) => tracing::error!(error = %error_chain(cause), "request failed"),
             Self::StorageUnavailable { cause: Some(cause), .. } => {
@@ -141,8 +142,12 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let problem =
-            Problem { kind: format!("/problems/{slug}"), title, status: status.as_u16(), detail: self.to_string() };
+        let problem = Problem {
+            kind: problem_type.type_uri(),
+            title: problem_type.title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+        };
         let mut response = (status, Json(problem)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         match self {

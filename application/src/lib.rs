@@ -1,13 +1,12 @@
 //! BitBurst's use cases: add money to a balance, read a balance, read a page of history.
 //!
 //! [`Ledger`] holds the storage port and is all that inbound adapters (HTTP) call. The rules of money
-//! live in `domain`; what this layer adds is the shape of each answer (a receipt that says whether an add
-//! was replayed, history pages that say how to reach the next one) and the tracing of each call.
+//! live in `domain`, and an add's request, answer and errors are the domain's own types; what this layer
+//! adds is the history view (pages that say how to reach the next one) and the tracing of each call.
 
 mod add;
 mod history;
 
-pub use add::{AddError, AddMoney, AddReceipt};
 pub use history::{HistoryView, NextPage};
 
 use std::sync::Arc;

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use adapters_memory::InMemoryLedger;
-use application::{AddError, AddMoney, Ledger};
+use application::Ledger;
 use domain::{
-    Amount, HistoryPage, HistoryRequest, IdempotencyKey, LedgerPosition, MockLedgerRepository, PageNumber,
+    Amount, HistoryPage, HistoryRequest, IdempotencyKey, LedgerPosition, MockLedgerRepository, NewAdd, PageNumber,
     RecordAddError, StorageError, UserId,
 };
 
@@ -14,8 +14,8 @@ fn user(id: &str) -> UserId {
     UserId::parse(id).expect("valid user id")
 }
 
-fn add(user_id: &str, amount: &str, key: Option<&str>) -> AddMoney {
-    AddMoney {
+fn add(user_id: &str, amount: &str, key: Option<&str>) -> NewAdd {
+    NewAdd {
         user_id: user(user_id),
         amount: Amount::parse(amount).expect("valid amount"),
         idempotency_key: key.map(|k| IdempotencyKey::parse(k.as_bytes()).expect("valid key")),
@@ -34,11 +34,11 @@ fn unavailable() -> StorageError {
 async fn an_add_is_seen_in_balance_and_history() {
     let ledger = in_memory();
     let receipt = ledger.add(add("gopal", "500", None)).await.expect("add succeeds");
-    assert!(!receipt.replayed);
-    assert_eq!(receipt.transaction.balance_after.to_string(), "500.00");
+    assert!(!receipt.is_replayed());
+    assert_eq!(receipt.transaction().balance_after.to_string(), "500.00");
     assert_eq!(ledger.balance(&user("gopal")).await.expect("balance").to_string(), "500.00");
     let view = ledger.history(&user("gopal"), HistoryRequest::Page(PageNumber::FIRST)).await.expect("history");
-    assert_eq!(view.transactions, vec![receipt.transaction]);
+    assert_eq!(view.transactions, vec![receipt.transaction().clone()]);
     assert_eq!(view.per_page, 10);
     assert_eq!(view.next, None);
 }
@@ -48,8 +48,8 @@ async fn a_repeated_key_is_a_replayed_receipt_of_the_same_transaction() {
     let ledger = in_memory();
     let first = ledger.add(add("gopal", "12.34", Some("k1"))).await.expect("add succeeds");
     let again = ledger.add(add("gopal", "12.34", Some("k1"))).await.expect("repeat succeeds");
-    assert!(again.replayed);
-    assert_eq!(again.transaction, first.transaction);
+    assert!(again.is_replayed());
+    assert_eq!(again.transaction(), first.transaction());
     assert_eq!(ledger.balance(&user("gopal")).await.expect("balance").to_string(), "12.34");
 }
 
@@ -58,7 +58,7 @@ async fn a_key_reused_with_another_amount_is_refused_with_the_original_amount() 
     let ledger = in_memory();
     ledger.add(add("gopal", "10", Some("k1"))).await.expect("add succeeds");
     match ledger.add(add("gopal", "20", Some("k1"))).await {
-        Err(AddError::KeyReused { original_amount }) => assert_eq!(original_amount.to_string(), "10.00"),
+        Err(RecordAddError::KeyReused { original_amount }) => assert_eq!(original_amount.to_string(), "10.00"),
         other => panic!("expected KeyReused, got {other:?}"),
     }
     assert_eq!(ledger.balance(&user("gopal")).await.expect("balance").to_string(), "10.00");
@@ -89,7 +89,7 @@ async fn an_unavailable_store_fails_an_add_as_a_storage_error() {
     repository.expect_record_add().times(1).returning(|_| Err(RecordAddError::Storage(unavailable())));
     let ledger = Ledger::new(Arc::new(repository));
     let result = ledger.add(add("gopal", "5", Some("k1"))).await;
-    assert!(matches!(result, Err(AddError::Storage(StorageError::Unavailable(_)))), "{result:?}");
+    assert!(matches!(result, Err(RecordAddError::Storage(StorageError::Unavailable(_)))), "{result:?}");
 }
 
 #[tokio::test]
@@ -102,7 +102,7 @@ async fn a_conflict_found_by_the_store_is_a_key_reuse_not_a_storage_error() {
         .returning(|_| Err(RecordAddError::KeyReused { original_amount: Amount::parse("7").expect("valid amount") }));
     let ledger = Ledger::new(Arc::new(repository));
     let result = ledger.add(add("gopal", "5", Some("k1"))).await;
-    assert!(matches!(result, Err(AddError::KeyReused { .. })), "{result:?}");
+    assert!(matches!(result, Err(RecordAddError::KeyReused { .. })), "{result:?}");
 }
 
 #[tokio::test]

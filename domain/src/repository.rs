@@ -24,6 +24,20 @@ pub enum AddOutcome {
     Replayed(Transaction),
 }
 
+impl AddOutcome {
+    /// The transaction: new, or the original one the key recorded.
+    pub fn transaction(&self) -> &Transaction {
+        match self {
+            Self::Applied(transaction) | Self::Replayed(transaction) => transaction,
+        }
+    }
+
+    /// Whether the key had already recorded this add, so nothing new was recorded.
+    pub fn is_replayed(&self) -> bool {
+        matches!(self, Self::Replayed(_))
+    }
+}
+
 /// Why an add was not recorded, or may not have been. In every case but [`RecordAddError::OutcomeUnknown`]
 /// the ledger is unchanged, and stays so: the add will not be recorded later.
 #[derive(Debug, thiserror::Error)]

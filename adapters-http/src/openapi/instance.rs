@@ -6,8 +6,9 @@ use utoipa::openapi::OpenApi;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 
-use super::problems::{ProblemType, RATE_LIMITED, UNAUTHORIZED, sole_problem_response};
 use crate::HttpSettings;
+use crate::catalogue::{ProblemType, RATE_LIMITED, UNAUTHORIZED};
+use crate::operation_docs::sole_problem_response;
 
 /// The name of the security scheme of API keys.
 const BEARER: &str = "bearer";
