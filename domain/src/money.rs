@@ -3,11 +3,17 @@ use std::fmt;
 use rust_decimal::Decimal;
 
 /// The largest amount one add may carry: 1,000,000,000.00 USD.
-pub const MAX_AMOUNT: Decimal = Decimal::from_parts(1_215_752_192, 23, 0, false, 2);
+pub const MAX_AMOUNT: Decimal = cents_constant(MAX_AMOUNT_CENTS.unsigned_abs());
 /// The largest balance a user may hold: 1,000,000,000,000.00 USD (10^12).
-pub const MAX_BALANCE: Decimal = Decimal::from_parts(276_447_232, 23_283, 0, false, 2);
+pub const MAX_BALANCE: Decimal = cents_constant(100_000_000_000_000);
 
 const MAX_AMOUNT_CENTS: i64 = 100_000_000_000;
+
+/// A number of cents as a decimal with two places, usable in a constant (`Decimal::new` is not `const`).
+#[allow(clippy::cast_possible_truncation, reason = "the low and the middle 32 bits of the 96-bit mantissa")]
+const fn cents_constant(cents: u64) -> Decimal {
+    Decimal::from_parts(cents as u32, (cents >> 32) as u32, 0, false, 2)
+}
 /// Digits before the point that an amount can never need: 10^10 is already above [`MAX_AMOUNT`].
 const AMOUNT_INTEGER_DIGITS_LIMIT: i64 = 10;
 /// Cents are the smallest unit of USD.
@@ -63,7 +69,18 @@ impl Amount {
 
     /// An amount from a decimal, as a store gives it back.
     pub fn from_decimal(value: Decimal) -> Result<Self, AmountError> {
-        Self::parse(&value.to_string())
+        let mut normalized = value.normalize();
+        if normalized.is_sign_negative() || normalized.is_zero() {
+            return Err(AmountError::NotPositive);
+        }
+        if normalized.scale() > 2 {
+            return Err(AmountError::TooManyDecimals);
+        }
+        if normalized > MAX_AMOUNT {
+            return Err(AmountError::TooLarge);
+        }
+        normalized.rescale(2);
+        Ok(Self(normalized))
     }
 
     /// The exact value, with two decimals.
@@ -99,7 +116,7 @@ pub struct InvalidBalance(pub Decimal);
 
 impl Balance {
     /// The balance of a user the ledger has never seen.
-    pub const ZERO: Self = Self(Decimal::from_parts(0, 0, 0, false, 2));
+    pub const ZERO: Self = Self(cents_constant(0));
 
     /// A balance from a decimal, as a store gives it back.
     pub fn from_decimal(value: Decimal) -> Result<Self, InvalidBalance> {
@@ -182,6 +199,24 @@ fn parse_exponent(text: &str) -> Option<i64> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_limits_are_the_round_figures_they_are_named_for() {
+        assert_eq!(MAX_AMOUNT.to_string(), "1000000000.00");
+        assert_eq!(MAX_BALANCE.to_string(), "1000000000000.00");
+        assert_eq!(Balance::ZERO.to_string(), "0.00");
+    }
+
+    #[test]
+    fn a_stored_amount_is_checked_like_a_parsed_one() {
+        let decimal = |text: &str| text.parse::<Decimal>().expect("a decimal");
+        assert_eq!(Amount::from_decimal(decimal("12.5000")).map(|amount| amount.to_string()), Ok("12.50".to_owned()));
+        assert_eq!(Amount::from_decimal(decimal("1000000000")), Amount::parse("1000000000"));
+        assert_eq!(Amount::from_decimal(decimal("0")), Err(AmountError::NotPositive));
+        assert_eq!(Amount::from_decimal(decimal("-1")), Err(AmountError::NotPositive));
+        assert_eq!(Amount::from_decimal(decimal("0.001")), Err(AmountError::TooManyDecimals));
+        assert_eq!(Amount::from_decimal(decimal("1000000000.01")), Err(AmountError::TooLarge));
+    }
 
     const MAX_BALANCE_CENTS: i64 = 100_000_000_000_000;
 
