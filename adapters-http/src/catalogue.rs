@@ -187,9 +187,9 @@ pub(crate) const STORAGE_UNAVAILABLE: ProblemType = ProblemType {
     slug: "storage-unavailable",
     status: 503,
     title: "Storage unavailable",
-    when: "the store could not be reached in time; retry after `Retry-After` seconds (an add with the same \
-           `Idempotency-Key`: it is recorded once)",
-    detail: "the ledger's store could not be reached in time; retry later, with the same Idempotency-Key for an add",
+    when: "the store could not be reached in time; nothing was changed (an add was not recorded and will not be), \
+           so a retry after `Retry-After` seconds is safe with or without an `Idempotency-Key`",
+    detail: "the ledger's store could not be reached in time; nothing was changed, retry later",
     header: Some(ProblemHeader::RetryAfter),
 };
 pub(crate) const OUTCOME_UNKNOWN: ProblemType = ProblemType {
@@ -199,8 +199,8 @@ pub(crate) const OUTCOME_UNKNOWN: ProblemType = ProblemType {
     when: "the store failed after the add may have reached it (e.g. the connection broke during COMMIT), so it may \
            or may not be recorded; retry with the same `Idempotency-Key` to learn which (it is recorded once), or, \
            without a key, check the history before sending it again",
-    detail: "the add may or may not have been recorded; retry with the same Idempotency-Key to learn which, or check \
-             the history before sending it again without one",
+    detail: "the add may or may not have been recorded: the store was lost before it confirmed; retry with the same \
+             Idempotency-Key to learn which, or without a key check the history before sending it again",
     header: Some(ProblemHeader::RetryAfter),
 };
 pub(crate) const DRAINING: ProblemType = ProblemType {

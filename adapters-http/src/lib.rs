@@ -64,7 +64,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             store_timeout: Duration::from_secs(5),
-            add_timeout: Duration::from_secs(60),
+            add_timeout: Duration::from_secs(25),
             retry_after: Duration::from_secs(1),
             api_keys: None,
             metrics_require_key: false,

@@ -57,7 +57,7 @@ pub enum ApiError {
     InvalidApiKey,
     #[error("too many requests from this client; retry after the time in Retry-After")]
     RateLimited { retry_after: Duration },
-    #[error("the ledger's store could not be reached in time; nothing was recorded, retry later")]
+    #[error("the ledger's store could not be reached in time; nothing was changed, retry later")]
     StorageUnavailable { cause: Option<StorageError>, retry_after: Duration },
     #[error(
         "the add may or may not have been recorded: the store was lost before it confirmed; retry with the same Idempotency-Key to learn which, or without a key check the history before sending it again"

@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
@@ -57,11 +58,12 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     connections.spawn(serve_connection(stream, peer, app.clone(), http.clone(), stopping.clone()));
                 }
-                // A connection that failed before it was accepted (reset, or out of descriptors for a
-                // moment): the listener itself is fine.
+                // A connection reset before it was accepted costs only itself. Anything else (out of file
+                // descriptors, most likely) lasts a while: wait rather than spin on the error.
+                Err(error) if is_connection_error(&error) => {}
                 Err(error) => {
                     tracing::warn!(%error, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -71,6 +73,15 @@ pub async fn serve(
     let _ = stop.send(true);
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+fn is_connection_error(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 async fn serve_connection(
@@ -89,8 +100,15 @@ async fn serve_connection(
         let in_flight = InFlight::enter(&counted);
         async move {
             let response = app.oneshot(request).await;
-            drop(in_flight);
-            response
+            // The request stays in flight until its body is written: the body holds the guard.
+            response.map(|response| {
+                response.map(|body| {
+                    Body::new(body.map_frame(move |frame| {
+                        let _still_in_flight = &in_flight;
+                        frame
+                    }))
+                })
+            })
         }
     });
     let connection = http.serve_connection(TokioIo::new(stream), service);

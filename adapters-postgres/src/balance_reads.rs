@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use domain::{Balance, StorageError, UserId};
-use rust_decimal::Decimal;
 use sqlx::{PgPool, Row};
 
 use crate::batcher::{Batcher, shard_of_user};
-use crate::errors::{Failure, balance_from, storage_error};
+use crate::errors::{Failure, NoAnswer, balance_from};
+use crate::retry::retrying;
 
 type Answer = Result<Balance, StorageError>;
 
@@ -26,11 +26,12 @@ pub struct BalanceReader {
 const MAX_READ_BATCH: usize = 256;
 
 impl BalanceReader {
-    pub fn start(pool: &PgPool, workers: usize, queue_timeout: Duration) -> Self {
+    /// Starts the read workers; a lookup that gets no answer within `deadline` fails its reads.
+    pub fn start(pool: &PgPool, workers: usize, queue_timeout: Duration, deadline: Duration) -> Self {
         let pool = pool.clone();
         let batcher = Batcher::start(workers, MAX_READ_BATCH, shard_of_user, move |users| {
             let pool = pool.clone();
-            async move { read(&pool, users).await }
+            async move { read(&pool, users, deadline).await }
         });
         Self { batcher, queue_timeout }
     }
@@ -43,11 +44,10 @@ impl BalanceReader {
     }
 }
 
-async fn read(pool: &PgPool, users: Vec<UserId>) -> Vec<Answer> {
-    if let [user_id] = users.as_slice() {
-        return vec![read_one(pool, user_id).await];
-    }
-    match read_many(pool, &users).await {
+async fn read(pool: &PgPool, users: Vec<UserId>, deadline: Duration) -> Vec<Answer> {
+    // A read changes nothing, so any failure may be tried again, and a stale connection always is.
+    let looked_up = tokio::time::timeout(deadline, retrying(pool, |_| false, || look_up(pool, &users))).await;
+    match looked_up.unwrap_or(Err(Failure::Unanswered(NoAnswer(deadline)))) {
         Ok(balances) => {
             users.iter().map(|user_id| Ok(balances.get(user_id.as_str()).copied().unwrap_or(Balance::ZERO))).collect()
         }
@@ -55,19 +55,17 @@ async fn read(pool: &PgPool, users: Vec<UserId>) -> Vec<Answer> {
     }
 }
 
-async fn read_one(pool: &PgPool, user_id: &UserId) -> Answer {
-    let balance: Option<Decimal> = sqlx::query_scalar("SELECT balance FROM accounts WHERE user_id = $1")
-        .bind(user_id.as_str())
-        .fetch_optional(pool)
-        .await
-        .map_err(storage_error)?;
-    balance.map_or(Ok(Balance::ZERO), balance_from)
-}
-
-async fn read_many(pool: &PgPool, users: &[UserId]) -> Result<HashMap<String, Balance>, Failure> {
-    let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
-    let rows =
-        sqlx::query("SELECT user_id, balance FROM accounts WHERE user_id = ANY($1)").bind(ids).fetch_all(pool).await?;
+/// The balances of the users that have an account; a read alone is a point lookup.
+async fn look_up(pool: &PgPool, users: &[UserId]) -> Result<HashMap<String, Balance>, Failure> {
+    let rows = if let [user_id] = users {
+        sqlx::query("SELECT user_id, balance FROM accounts WHERE user_id = $1")
+            .bind(user_id.as_str())
+            .fetch_all(pool)
+            .await?
+    } else {
+        let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        sqlx::query("SELECT user_id, balance FROM accounts WHERE user_id = ANY($1)").bind(ids).fetch_all(pool).await?
+    };
     rows.iter()
         .map(|row| {
             let user_id: String = row.try_get("user_id")?;

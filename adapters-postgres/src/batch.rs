@@ -6,6 +6,7 @@
 //! the whole batch.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use domain::{
     AddOutcome, Balance, IdempotencyKey, NewAdd, NewEntry, RecordAddError, StorageError, Transaction, UserId,
@@ -15,9 +16,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction as DbTransaction};
 use uuid::Uuid;
 
-use crate::batch_plan::plan;
+use crate::batch_plan::{BatchPlan, plan};
 use crate::entry_row::{ENTRY_COLUMNS, entry_from_row};
-use crate::errors::{Failure, balance_from, commit, violated_constraint};
+use crate::errors::{Failure, NoAnswer, balance_from, commit, violated_constraint};
 use crate::retry::retrying;
 
 /// Locks the batch's accounts, creating the missing ones at zero, and returns every balance. Rows that
@@ -54,15 +55,48 @@ WITH inserted AS (
 )
 SELECT id, created_at FROM inserted";
 
-/// Records `adds` together; the answers are in the order of `adds`. `Err` fails every add of the batch,
-/// and only this batch: nothing of it was recorded, unless it is `Failure::CommitUnanswered`.
-pub async fn record_batch(pool: &PgPool, adds: &[NewAdd]) -> Result<Vec<Result<AddOutcome, RecordAddError>>, Failure> {
-    // A key recorded concurrently by a writer that does not lock the account first is a race too.
-    retrying(pool, |error| violated_constraint(error) == Some("ledger_entries_one_per_key"), || try_batch(pool, adds))
-        .await
+/// How long a batch waits for the database before it gives up: client-side backstops for a connection that
+/// died silently, well beyond what the server's own timeouts allow a healthy connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// For everything before COMMIT. Past it the transaction is abandoned without a COMMIT: not recorded.
+    pub before_commit: Duration,
+    /// For the COMMIT. Past it the outcome is unknown.
+    pub commit: Duration,
 }
 
-async fn try_batch(pool: &PgPool, adds: &[NewAdd]) -> Result<Vec<Result<AddOutcome, RecordAddError>>, Failure> {
+/// Records `adds` together; the answers are in the order of `adds`. `Err` fails every add of the batch,
+/// and only this batch: nothing of it was recorded, unless it is `Failure::CommitUnanswered`.
+pub async fn record_batch(
+    pool: &PgPool,
+    adds: &[NewAdd],
+    deadlines: Deadlines,
+) -> Result<Vec<Result<AddOutcome, RecordAddError>>, Failure> {
+    // A key recorded concurrently by a writer that does not lock the account first is a race too.
+    let one_per_key = |error: &sqlx::Error| violated_constraint(error) == Some("ledger_entries_one_per_key");
+    retrying(pool, one_per_key, || try_batch(pool, adds, deadlines)).await
+}
+
+async fn try_batch(
+    pool: &PgPool,
+    adds: &[NewAdd],
+    deadlines: Deadlines,
+) -> Result<Vec<Result<AddOutcome, RecordAddError>>, Failure> {
+    let prepared = tokio::time::timeout(deadlines.before_commit, prepare(pool, adds))
+        .await
+        .map_err(|_| Failure::Unanswered(NoAnswer(deadlines.before_commit)))??;
+    let (transaction, plan, inserted) = prepared;
+    tokio::time::timeout(deadlines.commit, commit(transaction))
+        .await
+        .map_err(|_| Failure::CommitUnanswered(Box::new(NoAnswer(deadlines.commit))))??;
+    Ok(plan.into_outcomes(&inserted))
+}
+
+/// Everything of a batch but its COMMIT: the open transaction, the plan, and what the entries became.
+async fn prepare(
+    pool: &PgPool,
+    adds: &[NewAdd],
+) -> Result<(DbTransaction<'static, Postgres>, BatchPlan, Vec<Transaction>), Failure> {
     let mut users: Vec<&str> = adds.iter().map(|add| add.user_id.as_str()).collect();
     users.sort_unstable();
     users.dedup();
@@ -80,8 +114,7 @@ async fn try_batch(pool: &PgPool, adds: &[NewAdd]) -> Result<Vec<Result<AddOutco
 
     let plan = plan(adds, &balances, &recorded);
     let inserted = write(&mut transaction, &plan.entries, &plan.final_balances).await?;
-    commit(transaction).await?;
-    Ok(plan.into_outcomes(&inserted))
+    Ok((transaction, plan, inserted))
 }
 
 async fn lock_accounts(
@@ -196,6 +229,15 @@ mod tests {
         }
     }
 
+    const DEADLINES: Deadlines = Deadlines { before_commit: Duration::from_secs(30), commit: Duration::from_secs(30) };
+
+    async fn record_batch_now(
+        pool: &PgPool,
+        adds: &[NewAdd],
+    ) -> Result<Vec<Result<AddOutcome, RecordAddError>>, Failure> {
+        record_batch(pool, adds, DEADLINES).await
+    }
+
     fn describe(answer: &Result<AddOutcome, RecordAddError>) -> String {
         match answer {
             Ok(AddOutcome::Applied(t)) => format!("applied {} -> {}", t.amount, t.balance_after),
@@ -230,7 +272,7 @@ mod tests {
             add("a", "1000000000", None),
             add("a", "3", None),
         ];
-        let answers = record_batch(ledger.pool(), &batch).await.expect("the batch commits");
+        let answers = record_batch_now(ledger.pool(), &batch).await.expect("the batch commits");
         let described: Vec<String> = answers.iter().map(describe).collect();
         assert_eq!(
             described,
@@ -256,10 +298,10 @@ mod tests {
     async fn an_add_past_the_limit_fails_alone_inside_a_batch() {
         let Some(ledger) = ledger().await else { return };
         let fill: Vec<NewAdd> = (0..999).map(|_| add("whale", "1000000000", None)).collect();
-        record_batch(ledger.pool(), &fill).await.expect("the batch commits");
+        record_batch_now(ledger.pool(), &fill).await.expect("the batch commits");
         let batch = [add("whale", "1000000000", None), add("whale", "0.01", None), add("minnow", "1", None)];
         let described: Vec<String> =
-            record_batch(ledger.pool(), &batch).await.expect("the batch commits").iter().map(describe).collect();
+            record_batch_now(ledger.pool(), &batch).await.expect("the batch commits").iter().map(describe).collect();
         assert_eq!(described, ["applied 1000000000.00 -> 1000000000000.00", "limit", "applied 1.00 -> 1.00"]);
         assert_eq!(balance(&ledger, "whale").await, "1000000000000.00");
     }
@@ -267,7 +309,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_writes_each_balance_row_once() {
         let Some(ledger) = ledger().await else { return };
-        record_batch(ledger.pool(), &[add("hot", "1", None), add("warm", "1", None)]).await.expect("commits");
+        record_batch_now(ledger.pool(), &[add("hot", "1", None), add("warm", "1", None)]).await.expect("commits");
         sqlx::raw_sql(
             "CREATE TABLE account_writes (user_id text);
              CREATE FUNCTION count_account_write() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -280,7 +322,7 @@ mod tests {
         .expect("the counting trigger installs");
         let mut batch: Vec<NewAdd> = (0..50).map(|_| add("hot", "0.01", None)).collect();
         batch.extend((0..10).map(|_| add("warm", "0.10", None)));
-        record_batch(ledger.pool(), &batch).await.expect("commits");
+        record_batch_now(ledger.pool(), &batch).await.expect("commits");
         let writes: Vec<(String, i64)> =
             sqlx::query_as("SELECT user_id, count(*) FROM account_writes GROUP BY user_id ORDER BY user_id")
                 .fetch_all(ledger.pool())
@@ -304,11 +346,11 @@ mod tests {
         .await
         .expect("the failing trigger installs");
         let poisoned = [add("a", "1", Some("k")), add("poison", "1", None), add("b", "1", None)];
-        let failed = record_batch(ledger.pool(), &poisoned).await;
+        let failed = record_batch_now(ledger.pool(), &poisoned).await;
         assert!(matches!(failed, Err(Failure::Sql(_))), "{failed:?}");
         assert_eq!(balance(&ledger, "a").await, "0.00", "nothing of the failed batch was recorded");
         assert_eq!(balance(&ledger, "b").await, "0.00");
-        let retried = record_batch(ledger.pool(), &[add("a", "1", Some("k")), add("b", "1", None)]).await;
+        let retried = record_batch_now(ledger.pool(), &[add("a", "1", Some("k")), add("b", "1", None)]).await;
         let described: Vec<String> = retried.expect("the next batch commits").iter().map(describe).collect();
         assert_eq!(described, ["applied 1.00 -> 1.00", "applied 1.00 -> 1.00"], "a retry with the key counts once");
     }
@@ -325,7 +367,7 @@ mod tests {
                     // Each batch names the users in another order; locks are still taken in one order.
                     let batch: Vec<NewAdd> =
                         (0..25).map(|i| add(users[(i * 3 + task) % users.len()], "1", None)).collect();
-                    record_batch(ledger.pool(), &batch).await
+                    record_batch_now(ledger.pool(), &batch).await
                 })
             })
             .collect();

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use domain::{Amount, Balance, RecordAddError, StorageError, error_chain};
+use domain::{Amount, Balance, RecordAddError, StorageCause, StorageError, error_chain};
 use rust_decimal::Decimal;
 
 /// Why the ledger could not be set up on PostgreSQL.
@@ -26,6 +26,7 @@ fn is_transient(code: &str) -> bool {
         | "40P01" // deadlock_detected
         | "57014" // query_canceled: our statement_timeout
         | "57P01" | "57P02" | "57P03" // admin_shutdown, crash_shutdown, cannot_connect_now
+        | "57P05" | "25P03" | "25P04" // idle_session_timeout, idle-in-transaction and transaction timeouts
         | "55P03" // lock_not_available
         | "25006" // read_only_sql_transaction: a pooled connection that ended up on a standby after failover
     ) || code.starts_with("08") // connection_exception
@@ -75,7 +76,11 @@ pub fn is_connection_lost(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(database) => {
-            database.code().is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02"))
+            // admin_shutdown, crash_shutdown, idle_session_timeout; idle-in-transaction and transaction
+            // timeouts: the server closed the session.
+            database.code().is_some_and(|code| {
+                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P05" | "25P03" | "25P04")
+            })
         }
         _ => false,
     }
@@ -92,7 +97,7 @@ fn commit_rolled_back(error: &sqlx::Error) -> bool {
 /// outcome is unknown (`Failure::CommitUnanswered`).
 pub async fn commit(transaction: sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), Failure> {
     transaction.commit().await.map_err(|error| {
-        if commit_rolled_back(&error) { Failure::Sql(error) } else { Failure::CommitUnanswered(error) }
+        if commit_rolled_back(&error) { Failure::Sql(error) } else { Failure::CommitUnanswered(Box::new(error)) }
     })
 }
 
@@ -113,9 +118,18 @@ pub enum Failure {
     Sql(sqlx::Error),
     /// A row came back breaking the rules; the transaction was not committed.
     Corrupt(StorageError),
+    /// The database gave no answer in time before COMMIT; the transaction was abandoned without one, so
+    /// nothing was recorded.
+    Unanswered(NoAnswer),
     /// The COMMIT was sent and its answer was lost: the transaction may or may not have committed.
-    CommitUnanswered(sqlx::Error),
+    CommitUnanswered(StorageCause),
 }
+
+/// The database did not answer within a client-side limit: a backstop for a connection that died
+/// silently (no reset reached us), which no server-side timeout can end.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the database gave no answer within {0:?}")]
+pub struct NoAnswer(pub Duration);
 
 impl From<sqlx::Error> for Failure {
     fn from(error: sqlx::Error) -> Self {
@@ -132,7 +146,8 @@ impl Failure {
                 (matches!(error, StorageError::Unavailable(_)), error_chain(&error))
             }
             Self::Corrupt(error) => (false, error_chain(&error)),
-            Self::CommitUnanswered(error) => (false, error_chain(&error)),
+            Self::Unanswered(error) => (true, error_chain(&error)),
+            Self::CommitUnanswered(error) => (false, error_chain(&*error)),
         };
         tracing::warn!(requests = count, error = %cause, "a batch failed; none of its requests was served");
         (0..count)
@@ -148,7 +163,7 @@ impl Failure {
         let Self::CommitUnanswered(error) = self else {
             return self.for_each_request(count).into_iter().map(RecordAddError::from).collect();
         };
-        let cause = error_chain(&error);
+        let cause = error_chain(&*error);
         tracing::error!(requests = count, error = %cause, "a batch's COMMIT got no answer; its outcome is unknown");
         (0..count)
             .map(|_| {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use domain::{AddOutcome, NewAdd, RecordAddError, StorageError};
 use sqlx::PgPool;
 
-use crate::batch;
+use crate::batch::{self, Deadlines};
 use crate::batcher::{Batcher, NotAnswered, shard_of_user};
 
 /// How adds are gathered into batches.
@@ -44,11 +44,11 @@ impl GroupCommitter {
     /// Starts the workers on the current tokio runtime. An add that no worker takes within `queue_timeout`
     /// is withdrawn and answered as not recorded (it never reached the database); once taken, it is
     /// answered with its real outcome.
-    pub fn start(pool: &PgPool, settings: GroupCommitSettings, queue_timeout: Duration) -> Self {
+    pub fn start(pool: &PgPool, settings: GroupCommitSettings, queue_timeout: Duration, deadlines: Deadlines) -> Self {
         let pool = pool.clone();
         let batcher = Batcher::start(settings.workers, settings.max_batch, shard_of_add, move |adds| {
             let pool = pool.clone();
-            async move { commit(&pool, adds).await }
+            async move { commit(&pool, adds, deadlines).await }
         });
         Self { batcher, queue_timeout }
     }
@@ -68,10 +68,10 @@ impl GroupCommitter {
     }
 }
 
-async fn commit(pool: &PgPool, adds: Vec<NewAdd>) -> Vec<Answer> {
+async fn commit(pool: &PgPool, adds: Vec<NewAdd>, deadlines: Deadlines) -> Vec<Answer> {
     metrics::histogram!("bitburst_pg_batch_size").record(u32::try_from(adds.len()).map_or(f64::MAX, f64::from));
     tracing::trace!(size = adds.len(), "recording a batch");
-    match batch::record_batch(pool, &adds).await {
+    match batch::record_batch(pool, &adds, deadlines).await {
         Ok(answers) => answers,
         Err(failure) => failure.for_each_add(adds.len()).into_iter().map(Err).collect(),
     }

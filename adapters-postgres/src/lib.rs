@@ -39,6 +39,7 @@ pub use errors::ConnectError;
 pub use group_commit::GroupCommitSettings;
 
 use balance_reads::BalanceReader;
+use batch::Deadlines;
 use group_commit::GroupCommitter;
 
 /// The schema, applied by the binary at start-up. sqlx holds an advisory lock while it migrates, so
@@ -136,8 +137,15 @@ impl PgLedger {
             .idle_timeout(Duration::from_secs(60))
             .max_lifetime(Duration::from_secs(30 * 60))
             .connect_lazy_with(options.clone());
-        let committer = GroupCommitter::start(&pool, settings.group_commit, settings.queue_timeout);
-        let balance_reader = BalanceReader::start(&pool, settings.read_workers, settings.queue_timeout);
+        // Client-side backstops for a connection that died silently: a healthy one answers each statement
+        // within the statement timeout (and a new one comes within the acquire timeout).
+        let deadlines = Deadlines {
+            before_commit: settings.acquire_timeout + settings.statement_timeout * 4 + Duration::from_secs(1),
+            commit: settings.statement_timeout + Duration::from_secs(1),
+        };
+        let committer = GroupCommitter::start(&pool, settings.group_commit, settings.queue_timeout, deadlines);
+        let balance_reader =
+            BalanceReader::start(&pool, settings.read_workers, settings.queue_timeout, deadlines.before_commit);
         Ok(Self { pool, connect_options: options, committer, balance_reader })
     }
 

@@ -211,3 +211,90 @@ async fn after_every_pooled_connection_died_adds_still_succeed_on_fresh_ones() {
     let alone = ledger.record_add(add("alone", "1", None)).await;
     assert!(alone.is_ok(), "{alone:?}");
 }
+
+/// A TCP proxy in front of PostgreSQL that can fall silent: it then drops every byte both ways and closes
+/// nothing, as a network partition does, so no error ever reaches either side.
+struct PartitionableProxy {
+    address: std::net::SocketAddr,
+    silent: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PartitionableProxy {
+    async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("the proxy listens");
+        let address = listener.local_addr().expect("an address");
+        let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let gate = Arc::clone(&silent);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else { continue };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pass(client_read, server_write, Arc::clone(&gate)));
+                tokio::spawn(pass(server_read, client_write, Arc::clone(&gate)));
+            }
+        });
+        Self { address, silent }
+    }
+
+    fn fall_silent(&self, silent: bool) {
+        self.silent.store(silent, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn pass(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    silent: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0_u8; 64 * 1024];
+    loop {
+        let Ok(read) = from.read(&mut buffer).await else { return };
+        if read == 0 {
+            return;
+        }
+        if !silent.load(std::sync::atomic::Ordering::SeqCst) && to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_falls_silent_is_given_up_as_not_recorded_and_the_worker_goes_on() {
+    let Some(database) = fresh_database().await else { return };
+    let direct = PgSettings::new(&database.url);
+    let target = {
+        let options: sqlx::postgres::PgConnectOptions = database.url.parse().expect("a valid URL");
+        let ip: std::net::IpAddr = options.get_host().parse().expect("the test server listens on an IP");
+        std::net::SocketAddr::new(ip, options.get_port())
+    };
+    PgLedger::connect_lazy(&direct).expect("a valid URL").migrate().await.expect("the migrations apply");
+    let proxy = PartitionableProxy::start(target).await;
+    let mut settings = PgSettings::new(database.url.replace(&target.to_string(), &proxy.address.to_string()));
+    settings.acquire_timeout = Duration::from_millis(500);
+    settings.statement_timeout = Duration::from_millis(300);
+    settings.group_commit = GroupCommitSettings { workers: 1, max_batch: 256 };
+    let ledger = PgLedger::connect_lazy(&settings).expect("a valid URL");
+    ledger.record_add(add("partitioned", "1", None)).await.expect("recorded before the partition");
+    // The connection goes back to the pool (after a ping) and waits there: the partition strikes the next
+    // transaction mid-way, after its first statement was sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ledger.pool().num_idle(), 1);
+
+    proxy.fall_silent(true);
+    let started = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(30), ledger.record_add(add("partitioned", "10", None)))
+        .await
+        .expect("answered, not hung");
+    assert!(is_not_recorded(&answer), "nothing reached the database: {answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "given up after {:?}", started.elapsed());
+
+    proxy.fall_silent(false);
+    let after = tokio::time::timeout(Duration::from_secs(30), ledger.record_add(add("partitioned", "100", None)))
+        .await
+        .expect("the worker serves again");
+    assert!(matches!(after, Ok(AddOutcome::Applied(_))), "{after:?}");
+    let reader = PgLedger::connect_lazy(&direct).expect("a valid URL");
+    assert_eq!(balance(&reader, "partitioned").await, "101.00", "1 and 100 recorded; 10 answered not recorded");
+}

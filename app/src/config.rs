@@ -62,8 +62,9 @@ pub struct Config {
     pub store_timeout_ms: u64,
 
     /// How long an add may take in all before it is answered 503 outcome-unknown: a backstop for a
-    /// database connection that stops answering mid-transaction. Keep it well above the statement timeout.
-    #[arg(long, env = "BITBURST_ADD_TIMEOUT_MS", default_value_t = 60_000, value_name = "MILLISECONDS")]
+    /// database connection that stops answering mid-transaction. Keep it well above the statement timeout,
+    /// and below a proxy's read timeout (nginx's is 30 s by default) so that the client gets this answer.
+    #[arg(long, env = "BITBURST_ADD_TIMEOUT_MS", default_value_t = 25_000, value_name = "MILLISECONDS")]
     pub add_timeout_ms: u64,
 
     /// Log lines as human-readable text or as JSON objects (one per line, for log shippers).
