@@ -1,3 +1,4 @@
+use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::ParseIntError;
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use adapters_http::{ApiKeys, HttpSettings, RateLimitSettings, ServeSettings};
 use adapters_postgres::{GroupCommitSettings, PgSettings};
+use clap::{CommandFactory, FromArgMatches};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -198,6 +200,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// Parses `args` (the program name first) and nothing else: unlike [`clap::Parser::parse`], it reads no
+    /// environment variable, so a test or an embedding program gets exactly the settings it names.
+    pub fn from_args_alone<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Self::command().mut_args(|arg| arg.env(None)).try_get_matches_from(args)?;
+        Self::from_arg_matches(&matches)
+    }
+
     /// The PostgreSQL settings, when a database is configured.
     pub fn postgres(&self) -> Option<PgSettings> {
         let url = self.database_url.as_ref()?;
@@ -224,6 +237,23 @@ impl Config {
         Ok(ApiKeys::new(keys))
     }
 
+    /// The router's settings. Reads the API keys file, when one is named.
+    pub fn http(&self) -> std::io::Result<HttpSettings> {
+        Ok(HttpSettings {
+            store_timeout: self.store_timeout(),
+            add_timeout: self.add_timeout(),
+            api_keys: self.api_keys()?,
+            metrics_require_key: self.metrics_require_key,
+            rate_limit: self.rate_limit(),
+            ..HttpSettings::default()
+        })
+    }
+
+    /// How the server keeps connections.
+    pub fn serve(&self) -> ServeSettings {
+        ServeSettings { header_read_timeout: self.header_read_timeout_ms.0 }
+    }
+
     pub fn rate_limit(&self) -> Option<RateLimitSettings> {
         self.rate_limit_per_second.filter(|rate| *rate > 0.0).map(|per_second| RateLimitSettings {
             per_second,
@@ -238,10 +268,6 @@ impl Config {
 
     pub fn store_timeout(&self) -> Duration {
         self.store_timeout_ms.0
-    }
-
-    pub fn header_read_timeout(&self) -> Duration {
-        self.header_read_timeout_ms.0
     }
 
     pub fn add_timeout(&self) -> Duration {
@@ -270,15 +296,10 @@ impl std::fmt::Debug for Config {
 
 #[cfg(test)]
 mod tests {
-    use clap::{CommandFactory, FromArgMatches};
-
     use super::*;
 
-    /// `args` parsed alone: the environment of the test process is no part of it.
     fn parse(args: &[&str]) -> Config {
-        let command = Config::command().mut_args(|arg| arg.env(None));
-        let matches = command.try_get_matches_from(args).expect("the arguments parse");
-        Config::from_arg_matches(&matches).expect("a configuration")
+        Config::from_args_alone(args).expect("the arguments parse")
     }
 
     #[test]
@@ -287,9 +308,9 @@ mod tests {
         // One flag, --store-timeout-ms, feeds both the router's store timeout and the store's queue timeout.
         let postgres = config.postgres().expect("a database is configured");
         assert_eq!(format!("{postgres:?}"), format!("{:?}", PgSettings::new("postgres://ledger")));
-        assert_eq!(config.store_timeout(), HttpSettings::default().store_timeout);
-        assert_eq!(config.add_timeout(), HttpSettings::default().add_timeout);
-        assert_eq!(config.header_read_timeout(), ServeSettings::default().header_read_timeout);
+        let http = config.http().expect("no keys file to read");
+        assert_eq!(format!("{http:?}"), format!("{:?}", HttpSettings::default()));
+        assert_eq!(format!("{:?}", config.serve()), format!("{:?}", ServeSettings::default()));
     }
 
     #[test]
