@@ -60,11 +60,18 @@ pub struct HttpSettings {
     pub rate_limit: Option<RateLimitSettings>,
 }
 
+impl HttpSettings {
+    /// The default of [`HttpSettings::store_timeout`].
+    pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The default of [`HttpSettings::add_timeout`].
+    pub const DEFAULT_ADD_TIMEOUT: Duration = Duration::from_secs(25);
+}
+
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
-            store_timeout: Duration::from_secs(5),
-            add_timeout: Duration::from_secs(25),
+            store_timeout: Self::DEFAULT_STORE_TIMEOUT,
+            add_timeout: Self::DEFAULT_ADD_TIMEOUT,
             retry_after: Duration::from_secs(1),
             api_keys: None,
             metrics_require_key: false,

@@ -28,9 +28,14 @@ pub struct ServeSettings {
     pub header_read_timeout: Duration,
 }
 
+impl ServeSettings {
+    /// The default of [`ServeSettings::header_read_timeout`].
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
 impl Default for ServeSettings {
     fn default() -> Self {
-        Self { header_read_timeout: Duration::from_secs(10) }
+        Self { header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT }
     }
 }
 

@@ -21,9 +21,16 @@ pub struct GroupCommitSettings {
     pub max_batch: usize,
 }
 
+impl GroupCommitSettings {
+    /// The default of [`GroupCommitSettings::workers`].
+    pub const DEFAULT_WORKERS: usize = 8;
+    /// The default of [`GroupCommitSettings::max_batch`].
+    pub const DEFAULT_MAX_BATCH: usize = 256;
+}
+
 impl Default for GroupCommitSettings {
     fn default() -> Self {
-        Self { workers: 8, max_batch: 256 }
+        Self { workers: Self::DEFAULT_WORKERS, max_batch: Self::DEFAULT_MAX_BATCH }
     }
 }
 

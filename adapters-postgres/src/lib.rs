@@ -82,16 +82,27 @@ impl std::fmt::Debug for PgSettings {
 }
 
 impl PgSettings {
+    /// The default of [`PgSettings::pool_size`].
+    pub const DEFAULT_POOL_SIZE: u32 = 16;
+    /// The default of [`PgSettings::acquire_timeout`].
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+    /// The default of [`PgSettings::statement_timeout`].
+    pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The default of [`PgSettings::queue_timeout`].
+    pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The default of [`PgSettings::read_workers`].
+    pub const DEFAULT_READ_WORKERS: usize = 4;
+
     /// Settings for `url` with the defaults of the binary.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            pool_size: 16,
-            acquire_timeout: Duration::from_secs(3),
-            statement_timeout: Duration::from_secs(5),
-            queue_timeout: Duration::from_secs(5),
+            pool_size: Self::DEFAULT_POOL_SIZE,
+            acquire_timeout: Self::DEFAULT_ACQUIRE_TIMEOUT,
+            statement_timeout: Self::DEFAULT_STATEMENT_TIMEOUT,
+            queue_timeout: Self::DEFAULT_QUEUE_TIMEOUT,
             group_commit: GroupCommitSettings::default(),
-            read_workers: 4,
+            read_workers: Self::DEFAULT_READ_WORKERS,
         }
     }
 

@@ -1,15 +1,39 @@
+use std::ffi::OsString;
+use std::fmt;
 use std::net::SocketAddr;
+use std::num::ParseIntError;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use adapters_http::{ApiKeys, RateLimitSettings};
+use adapters_http::{ApiKeys, HttpSettings, RateLimitSettings, ServeSettings};
 use adapters_postgres::{GroupCommitSettings, PgSettings};
+use clap::{CommandFactory, FromArgMatches};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// A duration given in whole milliseconds, as every `..-ms` flag takes it and `--help` shows its default; so a
+/// flag's default can be the `Duration` constant of the settings type it feeds, written there once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Milliseconds(pub Duration);
+
+impl FromStr for Milliseconds {
+    type Err = ParseIntError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse().map(|millis| Self(Duration::from_millis(millis)))
+    }
+}
+
+impl fmt::Display for Milliseconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_millis())
+    }
 }
 
 /// BitBurst's configuration: every setting is a flag and an environment variable.
@@ -27,45 +51,90 @@ pub struct Config {
 
     /// Connections to PostgreSQL this instance may hold. Instances x pool size must stay below the
     /// server's connection limit (100 by default); put PgBouncer in front beyond that.
-    #[arg(long, env = "BITBURST_PG_POOL_SIZE", default_value_t = 16, value_name = "CONNECTIONS")]
+    #[arg(
+        long,
+        env = "BITBURST_PG_POOL_SIZE",
+        default_value_t = PgSettings::DEFAULT_POOL_SIZE,
+        value_name = "CONNECTIONS"
+    )]
     pub pg_pool_size: u32,
 
     /// How long a request waits for a PostgreSQL connection (a free one, or a new one being made).
-    #[arg(long, env = "BITBURST_PG_ACQUIRE_TIMEOUT_MS", default_value_t = 3000, value_name = "MILLISECONDS")]
-    pub pg_acquire_timeout_ms: u64,
+    #[arg(
+        long,
+        env = "BITBURST_PG_ACQUIRE_TIMEOUT_MS",
+        default_value_t = Milliseconds(PgSettings::DEFAULT_ACQUIRE_TIMEOUT),
+        value_name = "MILLISECONDS"
+    )]
+    pub pg_acquire_timeout_ms: Milliseconds,
 
     /// PostgreSQL's statement timeout for this instance's statements.
-    #[arg(long, env = "BITBURST_PG_STATEMENT_TIMEOUT_MS", default_value_t = 5000, value_name = "MILLISECONDS")]
-    pub pg_statement_timeout_ms: u64,
+    #[arg(
+        long,
+        env = "BITBURST_PG_STATEMENT_TIMEOUT_MS",
+        default_value_t = Milliseconds(PgSettings::DEFAULT_STATEMENT_TIMEOUT),
+        value_name = "MILLISECONDS"
+    )]
+    pub pg_statement_timeout_ms: Milliseconds,
 
     /// Group commit: how many batches of adds may be in flight at once (each holds a connection). Users
     /// are spread over the workers, so one user's concurrent adds always share a batch.
-    #[arg(long, env = "BITBURST_PG_BATCH_WORKERS", default_value_t = 8, value_name = "BATCHES")]
+    #[arg(
+        long,
+        env = "BITBURST_PG_BATCH_WORKERS",
+        default_value_t = GroupCommitSettings::DEFAULT_WORKERS,
+        value_name = "BATCHES"
+    )]
     pub pg_batch_workers: usize,
 
     /// Group commit: the most adds recorded in one database transaction.
-    #[arg(long, env = "BITBURST_PG_BATCH_MAX", default_value_t = 256, value_name = "ADDS")]
+    #[arg(
+        long,
+        env = "BITBURST_PG_BATCH_MAX",
+        default_value_t = GroupCommitSettings::DEFAULT_MAX_BATCH,
+        value_name = "ADDS"
+    )]
     pub pg_batch_max: usize,
 
     /// How many coalesced balance reads may be in flight at once (each holds a connection).
-    #[arg(long, env = "BITBURST_PG_READ_WORKERS", default_value_t = 4, value_name = "READS")]
+    #[arg(
+        long,
+        env = "BITBURST_PG_READ_WORKERS",
+        default_value_t = PgSettings::DEFAULT_READ_WORKERS,
+        value_name = "READS"
+    )]
     pub pg_read_workers: usize,
 
     /// At start-up, how long to wait for PostgreSQL to answer (retrying with backoff) before giving up.
-    #[arg(long, env = "BITBURST_DB_WAIT_MS", default_value_t = 60_000, value_name = "MILLISECONDS")]
-    pub db_wait_ms: u64,
+    #[arg(
+        long,
+        env = "BITBURST_DB_WAIT_MS",
+        default_value_t = Milliseconds(Duration::from_secs(60)),
+        value_name = "MILLISECONDS"
+    )]
+    pub db_wait_ms: Milliseconds,
 
     /// How long a request may wait to reach the store. Past it, a read is answered 503
     /// storage-unavailable, and so is an add, which is then withdrawn and never recorded. An add that
     /// reached the database is answered with its outcome, however long its transaction takes.
-    #[arg(long, env = "BITBURST_STORE_TIMEOUT_MS", default_value_t = 5000, value_name = "MILLISECONDS")]
-    pub store_timeout_ms: u64,
+    #[arg(
+        long,
+        env = "BITBURST_STORE_TIMEOUT_MS",
+        default_value_t = Milliseconds(HttpSettings::DEFAULT_STORE_TIMEOUT),
+        value_name = "MILLISECONDS"
+    )]
+    pub store_timeout_ms: Milliseconds,
 
     /// How long an add may take in all before it is answered 503 outcome-unknown: a backstop for a
     /// database connection that stops answering mid-transaction. Keep it well above the statement timeout,
     /// and below a proxy's read timeout (nginx's is 30 s by default) so that the client gets this answer.
-    #[arg(long, env = "BITBURST_ADD_TIMEOUT_MS", default_value_t = 25_000, value_name = "MILLISECONDS")]
-    pub add_timeout_ms: u64,
+    #[arg(
+        long,
+        env = "BITBURST_ADD_TIMEOUT_MS",
+        default_value_t = Milliseconds(HttpSettings::DEFAULT_ADD_TIMEOUT),
+        value_name = "MILLISECONDS"
+    )]
+    pub add_timeout_ms: Milliseconds,
 
     /// Log lines as human-readable text or as JSON objects (one per line, for log shippers).
     #[arg(long, env = "BITBURST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -102,29 +171,55 @@ pub struct Config {
 
     /// How long a client may take to send a request's headers, and how long an idle keep-alive connection
     /// is kept open. Past it the connection is closed. Keep a proxy's upstream keep-alive timeout below it.
-    #[arg(long, env = "BITBURST_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_name = "MILLISECONDS")]
-    pub header_read_timeout_ms: u64,
+    #[arg(
+        long,
+        env = "BITBURST_HEADER_READ_TIMEOUT_MS",
+        default_value_t = Milliseconds(ServeSettings::DEFAULT_HEADER_READ_TIMEOUT),
+        value_name = "MILLISECONDS"
+    )]
+    pub header_read_timeout_ms: Milliseconds,
 
     /// After SIGTERM, how long the instance keeps serving new requests while /readyz already answers 503,
     /// so that a load balancer takes it out first; then it stops accepting and finishes what is in flight.
-    #[arg(long, env = "BITBURST_DRAIN_GRACE_MS", default_value_t = 0, value_name = "MILLISECONDS")]
-    pub drain_grace_ms: u64,
+    #[arg(
+        long,
+        env = "BITBURST_DRAIN_GRACE_MS",
+        default_value_t = Milliseconds(Duration::ZERO),
+        value_name = "MILLISECONDS"
+    )]
+    pub drain_grace_ms: Milliseconds,
 
     /// After the drain grace period, how long requests in flight may take to finish before the process
     /// exits anyway (with a non-zero status).
-    #[arg(long, env = "BITBURST_SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000, value_name = "MILLISECONDS")]
-    pub shutdown_timeout_ms: u64,
+    #[arg(
+        long,
+        env = "BITBURST_SHUTDOWN_TIMEOUT_MS",
+        default_value_t = Milliseconds(Duration::from_secs(30)),
+        value_name = "MILLISECONDS"
+    )]
+    pub shutdown_timeout_ms: Milliseconds,
 }
 
 impl Config {
+    /// Parses `args` (the program name first) and nothing else: unlike [`clap::Parser::parse`], it reads no
+    /// environment variable, so a test or an embedding program gets exactly the settings it names.
+    pub fn from_args_alone<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Self::command().mut_args(|arg| arg.env(None)).try_get_matches_from(args)?;
+        Self::from_arg_matches(&matches)
+    }
+
     /// The PostgreSQL settings, when a database is configured.
     pub fn postgres(&self) -> Option<PgSettings> {
         let url = self.database_url.as_ref()?;
         Some(PgSettings {
             url: url.clone(),
             pool_size: self.pg_pool_size,
-            acquire_timeout: Duration::from_millis(self.pg_acquire_timeout_ms),
-            statement_timeout: Duration::from_millis(self.pg_statement_timeout_ms),
+            acquire_timeout: self.pg_acquire_timeout_ms.0,
+            statement_timeout: self.pg_statement_timeout_ms.0,
             queue_timeout: self.store_timeout(),
             group_commit: GroupCommitSettings { workers: self.pg_batch_workers, max_batch: self.pg_batch_max },
             read_workers: self.pg_read_workers,
@@ -143,6 +238,23 @@ impl Config {
         Ok(ApiKeys::new(keys))
     }
 
+    /// The router's settings. Reads the API keys file, when one is named.
+    pub fn http(&self) -> std::io::Result<HttpSettings> {
+        Ok(HttpSettings {
+            store_timeout: self.store_timeout(),
+            add_timeout: self.add_timeout(),
+            api_keys: self.api_keys()?,
+            metrics_require_key: self.metrics_require_key,
+            rate_limit: self.rate_limit(),
+            ..HttpSettings::default()
+        })
+    }
+
+    /// How the server keeps connections.
+    pub fn serve(&self) -> ServeSettings {
+        ServeSettings { header_read_timeout: self.header_read_timeout_ms.0 }
+    }
+
     pub fn rate_limit(&self) -> Option<RateLimitSettings> {
         self.rate_limit_per_second.filter(|rate| *rate > 0.0).map(|per_second| RateLimitSettings {
             per_second,
@@ -152,27 +264,23 @@ impl Config {
     }
 
     pub fn db_wait(&self) -> Duration {
-        Duration::from_millis(self.db_wait_ms)
+        self.db_wait_ms.0
     }
 
     pub fn store_timeout(&self) -> Duration {
-        Duration::from_millis(self.store_timeout_ms)
-    }
-
-    pub fn header_read_timeout(&self) -> Duration {
-        Duration::from_millis(self.header_read_timeout_ms)
+        self.store_timeout_ms.0
     }
 
     pub fn add_timeout(&self) -> Duration {
-        Duration::from_millis(self.add_timeout_ms)
+        self.add_timeout_ms.0
     }
 
     pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_millis(self.shutdown_timeout_ms)
+        self.shutdown_timeout_ms.0
     }
 
     pub fn drain_grace(&self) -> Duration {
-        Duration::from_millis(self.drain_grace_ms)
+        self.drain_grace_ms.0
     }
 }
 
@@ -184,5 +292,33 @@ impl std::fmt::Debug for Config {
             .field("pg_pool_size", &self.pg_pool_size)
             .field("api_keys", &format!("{} keys", self.api_keys.len()))
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::from_args_alone(args).expect("the arguments parse")
+    }
+
+    #[test]
+    fn without_flags_the_settings_are_the_defaults_of_the_settings_types() {
+        let config = parse(&["bitburst", "--database-url", "postgres://ledger"]);
+        // One flag, --store-timeout-ms, feeds both the router's store timeout and the store's queue timeout.
+        let postgres = config.postgres().expect("a database is configured");
+        assert_eq!(format!("{postgres:?}"), format!("{:?}", PgSettings::new("postgres://ledger")));
+        let http = config.http().expect("no keys file to read");
+        assert_eq!(format!("{http:?}"), format!("{:?}", HttpSettings::default()));
+        assert_eq!(format!("{:?}", config.serve()), format!("{:?}", ServeSettings::default()));
+    }
+
+    #[test]
+    fn a_milliseconds_flag_reads_and_shows_whole_milliseconds() {
+        let config = parse(&["bitburst", "--store-timeout-ms", "1500"]);
+        assert_eq!(config.store_timeout(), Duration::from_millis(1500));
+        assert_eq!(config.store_timeout_ms.to_string(), "1500");
+        assert!("1.5".parse::<Milliseconds>().is_err());
     }
 }

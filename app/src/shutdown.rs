@@ -1,3 +1,4 @@
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -5,11 +6,17 @@ use tokio::sync::Notify;
 
 use adapters_http::Readiness;
 
-/// Resolves when the server should stop accepting connections: after SIGTERM or Ctrl-C, once the drain
-/// grace period has passed. Readiness turns 503 at the signal, before the grace period, so a load balancer
-/// stops routing here while requests that still arrive are served.
-pub async fn drained(readiness: Readiness, grace: Duration, stopped_accepting: Arc<Notify>) {
-    let signal = wait_for_signal().await;
+/// Resolves when the server should stop accepting connections: once `stop` resolved (with what stopped the
+/// service, for the log) and the drain grace period has passed. Readiness turns 503 when `stop` resolves,
+/// before the grace period, so a load balancer stops routing here while requests that still arrive are
+/// served.
+pub async fn drained(
+    stop: impl Future<Output = &'static str>,
+    readiness: Readiness,
+    grace: Duration,
+    stopped_accepting: Arc<Notify>,
+) {
+    let signal = stop.await;
     readiness.start_draining();
     tracing::info!(signal, grace_ms = grace.as_millis(), "shutting down: /readyz answers 503, draining");
     tokio::time::sleep(grace).await;
@@ -17,7 +24,8 @@ pub async fn drained(readiness: Readiness, grace: Duration, stopped_accepting: A
     stopped_accepting.notify_one();
 }
 
-async fn wait_for_signal() -> &'static str {
+/// Resolves at SIGTERM or Ctrl-C, with the signal's name.
+pub async fn signal() -> &'static str {
     let ctrl_c = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for Ctrl-C");

@@ -1,4 +1,4 @@
-//! `GET /docs` in a real browser: headless Chromium loads the page from the real binary, runs its script, and
+//! `GET /docs` in a real browser: headless Chromium loads the page from the service, runs its script, and
 //! renders the operations of the instance's document. Every host but the instance's is unresolvable for the
 //! browser, so the page is shown to work with no internet access.
 
@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
-use support::spawn_app;
+use support::start_app;
 
 /// The ledger's operations, as Swagger UI renders them: the block's id (tag and operation id), the method
 /// and the path.
@@ -68,8 +68,8 @@ fn the_docs_page_renders_the_ledger_operations_in_a_browser() {
         Err(error) => return chromium_unavailable(&error.to_string()),
     }
     // With API keys the page and its document stay open, and the page offers to authorize.
-    for (name, env, authorize) in [("open", vec![], false), ("keys", vec![("BITBURST_API_KEYS", "docs-key")], true)] {
-        let app = spawn_app(&[], &env);
+    for (name, args, authorize) in [("open", vec![], false), ("keys", vec!["--api-keys", "docs-key"], true)] {
+        let app = start_app(&args);
         let profile = Profile::new(name);
         let dom = rendered_dom(&app.url("/docs"), &profile);
         assert!(dom.contains(r#"<div id="swagger-ui">"#), "{name}: not the docs page:\n{dom}");

@@ -1,5 +1,6 @@
-//! What operators rely on, against the real binary: API keys, rate limits, metrics, structured logs, and
-//! the documented configuration.
+//! What operators rely on: API keys, rate limits, metrics, structured logs, and the documented
+//! configuration. What shows in the logs or counts in the process-wide metrics is asserted against the
+//! real binary, one process per test; the rest runs in the test process.
 
 mod support;
 
@@ -7,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::spawn_app;
+use support::{spawn_app, start_app};
 
 const KEY: &str = "test-key-4f8a1c";
 
@@ -66,7 +67,7 @@ async fn without_api_keys_the_service_warns_that_anyone_can_add_money() {
 
 #[tokio::test]
 async fn metrics_can_require_a_key_of_their_own_setting() {
-    let app = spawn_app(&["--metrics-require-key"], &[("BITBURST_API_KEYS", KEY)]);
+    let app = start_app(&["--metrics-require-key", "--api-keys", KEY]);
     assert_eq!(app.client.get(app.url("/metrics")).send().await.expect("answers").status(), 401);
     let with_key = app.client.get(app.url("/metrics")).bearer_auth(KEY).send().await.expect("answers");
     assert_eq!(with_key.status(), 200);
@@ -75,7 +76,7 @@ async fn metrics_can_require_a_key_of_their_own_setting() {
 
 #[tokio::test]
 async fn past_the_rate_limit_a_client_gets_429_with_retry_after() {
-    let app = spawn_app(&["--rate-limit-per-second", "1", "--rate-limit-burst", "3"], &[]);
+    let app = start_app(&["--rate-limit-per-second", "1", "--rate-limit-burst", "3"]);
     let mut statuses = Vec::new();
     for _ in 0..5 {
         let response = app.client.get(app.url("/users/gopal/balance")).send().await.expect("answers");
@@ -106,6 +107,7 @@ fn metric_value(scrape: &str, name: &str, labels: &[&str]) -> u64 {
         .sum()
 }
 
+// The binary: in the test process, the requests of the other tests would count in the same recorder.
 #[tokio::test]
 async fn a_prometheus_scrape_shows_the_figures_change_as_requests_are_made() {
     let app = spawn_app(&[], &[]);

@@ -1,5 +1,5 @@
-//! The binary on a real PostgreSQL: persistence across restarts, several instances on one database, and
-//! an outage of the database while the process runs.
+//! The service on a real PostgreSQL: persistence across restarts, several instances on one database, and
+//! an outage of the database while the process runs. The tests that read the logs run the binary.
 
 mod support;
 
@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::clients::{balance_at, history_ids_at};
-use support::{TestApp, spawn_app};
+use support::{TestApp, spawn_app, start_app};
 use testkit::postgres::{Lifetime, LocalServer, create_database, fresh_database, unavailable};
 
 fn on_database(url: &str) -> TestApp {
     spawn_app(&[], &[("DATABASE_URL", url)])
 }
 
-async fn add(app: &TestApp, user: &str, amount: Value, key: &str) -> reqwest::Response {
+async fn add<R>(app: &TestApp<R>, user: &str, amount: Value, key: &str) -> reqwest::Response {
     app.client
         .post(app.url(&format!("/users/{user}/add")))
         .header("idempotency-key", key)
@@ -24,11 +24,11 @@ async fn add(app: &TestApp, user: &str, amount: Value, key: &str) -> reqwest::Re
         .expect("the instance answers")
 }
 
-async fn balance(app: &TestApp, user: &str) -> String {
+async fn balance<R>(app: &TestApp<R>, user: &str) -> String {
     balance_at(&app.client, &app.url(""), user).await
 }
 
-async fn history_length(app: &TestApp, user: &str) -> usize {
+async fn history_length<R>(app: &TestApp<R>, user: &str) -> usize {
     history_ids_at(&app.client, &app.url(""), user).await.len()
 }
 
@@ -50,7 +50,9 @@ async fn balances_survive_a_restart_of_the_service() {
 #[tokio::test]
 async fn two_instances_on_one_database_never_count_a_key_twice() {
     let Some(database) = fresh_database().await else { return };
-    let instances = [on_database(&database.url), on_database(&database.url)];
+    // Two instances in one process share no state but the database: pools, group commit and runtimes are
+    // their own, and exactly-once rests on the database's constraint alone.
+    let instances = [0, 1].map(|_| start_app(&["--database-url", &database.url]));
     let requests: Vec<_> = (0..60)
         .map(|n| {
             let instance = &instances[n % 2];

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::spawn_app;
+use support::{spawn_app, start_app};
 
 /// Sends a request's headers one line at a time, `pause` apart, until the server closes the connection;
 /// how long it stayed open.
@@ -40,7 +40,7 @@ fn closed(stream: &mut TcpStream) -> bool {
 
 #[test]
 fn a_client_that_trickles_its_headers_is_cut_off_at_the_header_read_timeout() {
-    let app = spawn_app(&["--header-read-timeout-ms", "1000"], &[]);
+    let app = start_app(&["--header-read-timeout-ms", "1000"]);
     let mut stream = TcpStream::connect(app.address).expect("connects");
     let held = trickle_headers(&mut stream, Duration::from_millis(200), Duration::from_secs(15));
     assert!(held < Duration::from_secs(3), "a client sending a header line every 200 ms held on for {held:?}");
@@ -48,7 +48,7 @@ fn a_client_that_trickles_its_headers_is_cut_off_at_the_header_read_timeout() {
 
 #[test]
 fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
-    let app = spawn_app(&["--header-read-timeout-ms", "1000"], &[]);
+    let app = start_app(&["--header-read-timeout-ms", "1000"]);
     let mut stream = TcpStream::connect(app.address).expect("connects");
     stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: bitburst\r\n\r\n").expect("sent");
     let mut buffer = [0_u8; 1024];
@@ -61,6 +61,7 @@ fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
     assert!(started.elapsed() < Duration::from_secs(3), "idle for {:?} before it was closed", started.elapsed());
 }
 
+// The binary: the test signals the process and reads its exit status.
 #[test]
 fn a_shutdown_closes_idle_and_half_sent_connections_at_once_and_exits_cleanly() {
     let mut app = spawn_app(&["--shutdown-timeout-ms", "20000"], &[]);

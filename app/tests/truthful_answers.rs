@@ -1,4 +1,4 @@
-//! The answers of the binary tell the truth about the money when PostgreSQL is slow: an add that reached
+//! The answers of the service tell the truth about the money when PostgreSQL is slow: an add that reached
 //! the database is answered with its outcome, and one answered 503 storage-unavailable is never recorded.
 
 mod support;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use support::clients::{balance_at, history_ids_at};
-use support::spawn_app;
+use support::start_app;
 use testkit::postgres::fresh_database;
 
 async fn add(client: reqwest::Client, url: String, amount: &str) -> (u16, Value) {
@@ -20,7 +20,7 @@ async fn add(client: reqwest::Client, url: String, amount: &str) -> (u16, Value)
 #[tokio::test]
 async fn with_a_row_locked_past_the_store_timeout_every_answer_matches_the_balance() {
     let Some(database) = fresh_database().await else { return };
-    let app = spawn_app(&["--store-timeout-ms", "1000"], &[("DATABASE_URL", database.url.as_str())]);
+    let app = start_app(&["--store-timeout-ms", "1000", "--database-url", &database.url]);
     let base = app.url("");
     assert_eq!(add(app.client.clone(), app.url("/users/locked/add"), "1").await.0, 200);
 

@@ -1,106 +1,34 @@
-//! `spawn_app`: the real `bitburst` binary on a free port, as a deployment would run it.
+//! Starting the service for a black-box test on a free port: `start_app` runs it inside the test process;
+//! `spawn_app` runs the real `bitburst` binary, for the tests that signal or kill the process, or read its
+//! logs or its exit status.
 
 // Each test binary that includes this module uses a different part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod clients;
+mod in_process;
+mod process;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-/// A running `bitburst` process. Killed when dropped.
-pub struct TestApp {
+pub use in_process::{InProcess, start_app};
+pub use process::{Process, spawn_app};
+
+/// A running instance, listening at `address`, and a client for it; stopped when dropped. `R` says how it
+/// runs: as a [`Process`], which a test can signal and kill and whose logs it can read, or [`InProcess`].
+pub struct TestApp<R = Process> {
     pub address: SocketAddr,
     pub client: reqwest::Client,
-    child: Child,
-    logs: Arc<Mutex<Vec<String>>>,
+    runner: R,
 }
 
-/// Starts `bitburst` with the given extra arguments and environment and waits until it listens. Its logs
-/// are kept for assertions, and printed as they come when `TEST_LOG` is set.
-pub fn spawn_app(args: &[&str], env: &[(&str, &str)]) -> TestApp {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bitburst"));
-    command.args(["--addr", "127.0.0.1:0"]).args(args).env("RUST_LOG", "info").env_remove("DATABASE_URL");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("bitburst starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (address_sender, address_receiver) = mpsc::channel();
-    let kept = Arc::clone(&logs);
-    std::thread::spawn(move || {
-        let echo = std::env::var_os("TEST_LOG").is_some();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if echo {
-                println!("[bitburst] {line}");
-            }
-            if let Some(address) = listening_address(&line) {
-                let _ = address_sender.send(address);
-            }
-            kept.lock().expect("log buffer").push(line);
-        }
-    });
-    let address =
-        address_receiver.recv_timeout(Duration::from_secs(60)).expect("bitburst logs its address within a minute");
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client");
-    TestApp { address, client, child, logs }
-}
-
-/// The address of the "listening" line, in text (`address=127.0.0.1:80`) or JSON (`"address":"…"`) logs.
-fn listening_address(line: &str) -> Option<SocketAddr> {
-    if !line.contains("listening") {
-        return None;
-    }
-    line.split(|c: char| c.is_whitespace() || c == ',')
-        .find_map(|word| word.strip_prefix("address=").or_else(|| word.strip_prefix(r#""address":"#)))
-        .and_then(|text| text.trim_matches(|c| c == '"' || c == '}').parse().ok())
-}
-
-impl TestApp {
+impl<R> TestApp<R> {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
-
-    pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().expect("log buffer").clone()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends SIGTERM, as an orchestrator stopping the instance would.
-    pub fn terminate(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill runs");
-        assert!(status.success(), "SIGTERM was delivered");
-    }
-
-    /// Kills the process at once (SIGKILL), as a crash or an OOM kill would: nothing is drained.
-    pub fn kill_hard(&mut self) {
-        self.child.kill().expect("the process can be killed");
-        let _ = self.child.wait();
-    }
-
-    /// Waits for the process to exit, at most `limit`.
-    pub fn wait_for_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("the process can be waited for") {
-                return status;
-            }
-            assert!(std::time::Instant::now() < deadline, "bitburst did not exit within {limit:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client")
 }
