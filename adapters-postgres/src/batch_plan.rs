@@ -164,4 +164,60 @@ mod tests {
         assert_eq!(answers, ["replays 7.00", "reused 7.00"]);
         assert!(plan.entries.is_empty() && plan.final_balances.is_empty());
     }
+
+    fn kind(decision: &Decision) -> String {
+        match decision {
+            Decision::Record(_) => "record".to_owned(),
+            Decision::RepeatOfNew(_) => "repeat".to_owned(),
+            other => describe(other),
+        }
+    }
+
+    proptest::proptest! {
+        /// Grouping by user changes nothing: each user's adds get what deciding that user alone gives, every
+        /// entry is the add that recorded it, in batch order, and each user's final balance is written.
+        #[test]
+        fn a_batch_gives_each_user_what_deciding_that_user_alone_gives(
+            raw in proptest::collection::vec((0_u8..3, 1_u32..100_000, proptest::option::of(0_u8..3)), 0..40),
+        ) {
+            let adds: Vec<NewAdd> = raw
+                .iter()
+                .map(|(user_number, cents, key)| {
+                    let amount = rust_decimal::Decimal::new(i64::from(*cents), 2).to_string();
+                    add(&format!("u{user_number}"), &amount, key.map(|key| format!("k{key}")).as_deref())
+                })
+                .collect();
+            let balances = HashMap::from([(user("u0"), balance("999999999990"))]);
+            let plan = plan(&adds, &balances, &HashMap::new());
+
+            let mut last_recorded = None;
+            for (add, decision) in adds.iter().zip(&plan.decisions) {
+                if let Decision::Record(index) | Decision::RepeatOfNew(index) = decision {
+                    let entry = &plan.entries[*index];
+                    proptest::prop_assert_eq!(&entry.user_id, &add.user_id);
+                    proptest::prop_assert_eq!(entry.amount, add.amount);
+                    proptest::prop_assert_eq!(&entry.idempotency_key, &add.idempotency_key);
+                }
+                if let Decision::Record(index) = decision {
+                    proptest::prop_assert!(last_recorded < Some(*index), "entries in batch order");
+                    last_recorded = Some(*index);
+                }
+            }
+            for user_id in ["u0", "u1", "u2"].map(user) {
+                let own: Vec<&NewAdd> = adds.iter().filter(|add| add.user_id == user_id).collect();
+                let start = AccountState { balance: balances.get(&user_id).copied().unwrap_or(Balance::ZERO) };
+                let alone = decide_adds(start, own.iter().copied(), &HashMap::new());
+                let in_batch: Vec<String> = adds
+                    .iter()
+                    .zip(&plan.decisions)
+                    .filter(|(add, _)| add.user_id == user_id)
+                    .map(|(_, decision)| kind(decision))
+                    .collect();
+                proptest::prop_assert_eq!(in_batch, alone.decisions.iter().map(kind).collect::<Vec<_>>());
+                let written = plan.final_balances.iter().find(|(written, _)| *written == user_id).map(|(_, b)| *b);
+                let expected = (!alone.entries.is_empty()).then_some(alone.state.balance);
+                proptest::prop_assert_eq!(written, expected);
+            }
+        }
+    }
 }

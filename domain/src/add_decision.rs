@@ -261,9 +261,15 @@ mod tests {
 
     proptest! {
         /// The simple model: one transaction per key (the first amount it came with wins), every other
-        /// add of a new key or of no key is credited, and the balance is the sum of what was recorded.
+        /// add of a new key or of no key is credited unless that passes the limit (then its key stays
+        /// unused), and the balance is the starting one plus what was recorded. The account starts close
+        /// enough to the limit for some adds to reach it.
         #[test]
-        fn any_sequence_of_adds_and_repeats_matches_the_model(adds in arbitrary_adds(), split in 0_usize..40) {
+        fn any_sequence_of_adds_and_repeats_matches_the_model(
+            adds in arbitrary_adds(),
+            split in 0_usize..40,
+            headroom_cents in 0_i64..2_000_000,
+        ) {
             let adds: Vec<NewAdd> = adds
                 .iter()
                 .map(|(cents, key)| {
@@ -271,9 +277,11 @@ mod tests {
                     add(&amount, key.map(|key| format!("key-{key}")).as_deref())
                 })
                 .collect();
+            let start = crate::MAX_BALANCE - rust_decimal::Decimal::new(headroom_cents, 2);
+            let start = AccountState { balance: Balance::from_decimal(start).expect("within the limit") };
             // Decided in two calls, as two batches would be, the second seeing what the first recorded.
             let split = split.min(adds.len());
-            let first = decide_adds(AccountState::NEW, &adds[..split], &nothing_earlier());
+            let first = decide_adds(start, &adds[..split], &nothing_earlier());
             let recorded: Vec<Transaction> =
                 first.entries.iter().map(|entry| entry.recorded_at(crate::recording_time())).collect();
             let earlier: HashMap<IdempotencyKey, Transaction> = recorded
@@ -283,13 +291,16 @@ mod tests {
                 .collect();
             let second = decide_adds(first.state, &adds[split..], &earlier);
 
-            let mut model_balance = rust_decimal::Decimal::ZERO;
+            let mut model_balance = start.balance.as_decimal();
             let mut model_keys: HashMap<&IdempotencyKey, Amount> = HashMap::new();
             let mut expected = Vec::new();
             for add in &adds {
                 match add.idempotency_key.as_ref().and_then(|key| model_keys.get(key)) {
                     Some(original) if *original == add.amount => expected.push("repeat".to_owned()),
                     Some(original) => expected.push(format!("reused {original}")),
+                    None if model_balance + add.amount.as_decimal() > crate::MAX_BALANCE => {
+                        expected.push("limit".to_owned());
+                    }
                     None => {
                         model_balance += add.amount.as_decimal();
                         if let Some(key) = &add.idempotency_key {
@@ -299,20 +310,36 @@ mod tests {
                     }
                 }
             }
-            let actual: Vec<String> = first
-                .decisions
+            let decided: Vec<(&NewAdd, &Decision, &[NewEntry])> = adds[..split]
                 .iter()
-                .chain(&second.decisions)
-                .map(|decision| match decision {
+                .zip(&first.decisions)
+                .map(|(add, decision)| (add, decision, first.entries.as_slice()))
+                .chain(adds[split..].iter().zip(&second.decisions).map(|(add, decision)| (add, decision, second.entries.as_slice())))
+                .collect();
+            let mut actual = Vec::new();
+            for (add, decision, entries) in decided {
+                // A recorded or repeated add points at an entry of its own key and amount.
+                let pointed = match decision {
+                    Decision::Record(index) | Decision::RepeatOfNew(index) => {
+                        Some((entries[*index].idempotency_key.clone(), entries[*index].amount))
+                    }
+                    Decision::Replay(original) => Some((add.idempotency_key.clone(), original.amount)),
+                    Decision::Refuse(_) => None,
+                };
+                if let Some((key, amount)) = pointed {
+                    prop_assert_eq!(&key, &add.idempotency_key);
+                    prop_assert_eq!(amount, add.amount);
+                }
+                actual.push(match decision {
                     Decision::Record(_) => "credit".to_owned(),
                     Decision::RepeatOfNew(_) | Decision::Replay(_) => "repeat".to_owned(),
                     Decision::Refuse(Refusal::KeyReused { original_amount }) => format!("reused {original_amount}"),
                     Decision::Refuse(Refusal::BalanceLimit(_)) => "limit".to_owned(),
-                })
-                .collect();
+                });
+            }
             prop_assert_eq!(actual, expected);
             prop_assert_eq!(second.state.balance.as_decimal(), model_balance);
-            let mut running = rust_decimal::Decimal::ZERO;
+            let mut running = start.balance.as_decimal();
             for entry in first.entries.iter().chain(&second.entries) {
                 running += entry.amount.as_decimal();
                 prop_assert_eq!(entry.balance_after.as_decimal(), running, "balance_after grows by each amount");
