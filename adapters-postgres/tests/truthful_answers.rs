@@ -48,6 +48,18 @@ async fn session(url: &str) -> PgConnection {
     PgConnection::connect(url).await.expect("a session connects")
 }
 
+/// An operator's session holding `user`'s account row locked until it commits.
+async fn lock_account(url: &str, user: &str) -> PgConnection {
+    let mut operator = session(url).await;
+    sqlx::raw_sql("BEGIN").execute(&mut operator).await.expect("a transaction begins");
+    sqlx::query("SELECT * FROM accounts WHERE user_id = $1 FOR UPDATE")
+        .bind(user)
+        .execute(&mut operator)
+        .await
+        .expect("the operator locks the row");
+    operator
+}
+
 /// Waits until a statement of the service matching `condition` (SQL over `pg_stat_activity`) is running.
 async fn wait_for_service_statement(operator: &mut PgConnection, condition: &str) -> i32 {
     let sql = format!(
@@ -75,11 +87,7 @@ async fn an_add_behind_a_locked_row_gets_its_real_outcome_and_one_still_queued_i
     };
     let ledger = Arc::new(ledger);
     ledger.record_add(add("locked", "1", None)).await.expect("the account exists");
-    let mut operator = session(&url).await;
-    sqlx::raw_sql("BEGIN; SELECT * FROM accounts WHERE user_id = 'locked' FOR UPDATE")
-        .execute(&mut operator)
-        .await
-        .expect("the operator locks the row");
+    let mut operator = lock_account(&url, "locked").await;
 
     let taken = tokio::spawn({
         let ledger = Arc::clone(&ledger);
@@ -111,11 +119,7 @@ async fn an_add_whose_statement_times_out_is_rolled_back_and_said_to_be_not_reco
         return;
     };
     ledger.record_add(add("locked", "1", None)).await.expect("the account exists");
-    let mut operator = session(&url).await;
-    sqlx::raw_sql("BEGIN; SELECT * FROM accounts WHERE user_id = 'locked' FOR UPDATE")
-        .execute(&mut operator)
-        .await
-        .expect("the operator locks the row");
+    let mut operator = lock_account(&url, "locked").await;
     let answer = ledger.record_add(add("locked", "10", Some("k"))).await;
     assert!(is_not_recorded(&answer), "{answer:?}");
     sqlx::raw_sql("COMMIT").execute(&mut operator).await.expect("the operator lets go");
