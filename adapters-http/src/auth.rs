@@ -9,7 +9,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use subtle::ConstantTimeEq;
 
-use crate::{ApiError, AppState, rate_limit};
+use crate::rate_limit::{self, ApiKeyIndex};
+use crate::{ApiError, AppState};
 
 /// The accepted keys. Never printed: `Debug` shows only how many there are.
 #[derive(Clone)]
@@ -20,11 +21,6 @@ impl fmt::Debug for ApiKeys {
         write!(f, "ApiKeys({} keys)", self.0.len())
     }
 }
-
-/// Which of the configured keys a request presented; the rate limiter counts per key by this, so that
-/// the key itself is never kept anywhere else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ApiKeyIndex(pub usize);
 
 impl ApiKeys {
     /// The keys, blank lines and surrounding whitespace dropped; `None` when no key remains.

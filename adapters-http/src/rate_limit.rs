@@ -20,7 +20,6 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 
-use crate::auth::ApiKeyIndex;
 use crate::{ApiError, AppState};
 
 /// How fast each client may send.
@@ -34,6 +33,11 @@ pub struct RateLimitSettings {
     /// appended) instead of the peer address. Only safe behind such a proxy: clients can write the header.
     pub trust_forwarded_for: bool,
 }
+
+/// Which of the configured keys a request presented (the key check says); buckets are kept per key by
+/// this, so that the key itself is never kept anywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ApiKeyIndex(pub usize);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Client {
