@@ -35,27 +35,35 @@ impl IntoApiError for RecordAddError {
     }
 }
 
-/// Runs a use case within the configured store timeout; past it, the caller is told to retry.
+/// Runs a use case for at most `limit`; past it, the caller is answered what `past_limit` says.
+async fn within<T, E: IntoApiError>(
+    state: &AppState,
+    limit: Duration,
+    past_limit: fn(Duration) -> ApiError,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, ApiError> {
+    let retry_after = state.settings.retry_after;
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result.map_err(|error| error.into_api_error(retry_after)),
+        Err(_elapsed) => Err(past_limit(retry_after)),
+    }
+}
+
+/// Runs a read within the configured store timeout; past it, the caller is told to retry.
 async fn within_store_timeout<T, E: IntoApiError>(
     state: &AppState,
     call: impl Future<Output = Result<T, E>>,
 ) -> Result<T, ApiError> {
-    let retry_after = state.settings.retry_after;
-    match tokio::time::timeout(state.settings.store_timeout, call).await {
-        Ok(result) => result.map_err(|error| error.into_api_error(retry_after)),
-        Err(_elapsed) => Err(ApiError::StorageUnavailable { cause: None, retry_after }),
-    }
+    let unavailable = |retry_after| ApiError::StorageUnavailable { cause: None, retry_after };
+    within(state, state.settings.store_timeout, unavailable, call).await
 }
 
 /// Runs an add to its real outcome. The store bounds its own waits and says whether an add it could not
 /// finish was recorded; this backstop only answers for a store that never returns (a connection silently
 /// gone), and since the add may have reached it, the answer is that its outcome is unknown.
 async fn to_its_outcome(state: &AppState, add: NewAdd) -> Result<AddOutcome, ApiError> {
-    let retry_after = state.settings.retry_after;
-    match tokio::time::timeout(state.settings.add_timeout, state.ledger.add(add)).await {
-        Ok(result) => result.map_err(|error| error.into_api_error(retry_after)),
-        Err(_elapsed) => Err(ApiError::OutcomeUnknown { cause: None, retry_after }),
-    }
+    let unknown = |retry_after| ApiError::OutcomeUnknown { cause: None, retry_after };
+    within(state, state.settings.add_timeout, unknown, state.ledger.add(add)).await
 }
 
 /// Adds money to a user's balance, once per `Idempotency-Key`.

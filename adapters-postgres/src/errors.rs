@@ -25,11 +25,10 @@ fn is_transient(code: &str) -> bool {
         "40001" // serialization_failure
         | "40P01" // deadlock_detected
         | "57014" // query_canceled: our statement_timeout
-        | "57P01" | "57P02" | "57P03" // admin_shutdown, crash_shutdown, cannot_connect_now
-        | "57P05" | "25P03" | "25P04" // idle_session_timeout, idle-in-transaction and transaction timeouts
+        | "57P03" // cannot_connect_now
         | "55P03" // lock_not_available
         | "25006" // read_only_sql_transaction: a pooled connection that ended up on a standby after failover
-    ) || code.starts_with("08") // connection_exception
+    ) || closes_the_session(code)
         || code.starts_with("53") // insufficient_resources, e.g. too_many_connections
 }
 
@@ -70,18 +69,18 @@ pub fn is_retryable_conflict(error: &sqlx::Error) -> bool {
     matches!(sqlstate(error).as_deref(), Some("40001" | "40P01"))
 }
 
+/// SQLSTATEs with which the server ends the session: a connection exception, an administrator's or a
+/// crash's shutdown, the idle-session timeout, and the idle-in-transaction and transaction timeouts.
+fn closes_the_session(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P05" | "25P03" | "25P04")
+}
+
 /// Whether the connection was gone or went away: the server closed it (restarted, or an operator ended
 /// the session), or the network dropped it. After a database restart every pooled connection fails so.
 pub fn is_connection_lost(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(database) => {
-            // admin_shutdown, crash_shutdown, idle_session_timeout; idle-in-transaction and transaction
-            // timeouts: the server closed the session.
-            database.code().is_some_and(|code| {
-                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P05" | "25P03" | "25P04")
-            })
-        }
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| closes_the_session(&code)),
         _ => false,
     }
 }
