@@ -80,8 +80,25 @@ pub(crate) const INVALID_CURSOR: ProblemType = ProblemType {
     slug: "invalid-cursor",
     status: 400,
     title: "Invalid cursor",
-    when: "`cursor` is not one this service issued",
-    detail: "the cursor \"abc\" was not issued by this service; use the next_cursor of a history page",
+    when: "`cursor` is not one this service issued, or it was issued for another user or another `from`/`to`",
+    detail: "the cursor \"abc\" was not issued by this service for this user and time range; use the next_cursor \
+             of a history page, with the same from and to",
+    header: None,
+};
+pub(crate) const INVALID_TIME: ProblemType = ProblemType {
+    slug: "invalid-time",
+    status: 400,
+    title: "Invalid time",
+    when: "`at`, `from` or `to` is not an RFC 3339 date-time such as `2026-11-29T10:00:00Z`",
+    detail: "at must be an RFC 3339 date-time such as 2026-11-29T10:00:00Z, not \"yesterday\"",
+    header: None,
+};
+pub(crate) const INVALID_TIME_RANGE: ProblemType = ProblemType {
+    slug: "invalid-time-range",
+    status: 400,
+    title: "Invalid time range",
+    when: "`from` is not before `to`",
+    detail: "from (2026-12-01 00:00:00 UTC) must be before to (2026-11-01 00:00:00 UTC)",
     header: None,
 };
 pub(crate) const CONFLICTING_PAGINATION: ProblemType = ProblemType {
@@ -219,6 +236,8 @@ pub(crate) const PROBLEM_TYPES: &[ProblemType] = &[
     MALFORMED_BODY,
     INVALID_PAGE,
     INVALID_CURSOR,
+    INVALID_TIME,
+    INVALID_TIME_RANGE,
     CONFLICTING_PAGINATION,
     INVALID_QUERY,
     UNAUTHORIZED,

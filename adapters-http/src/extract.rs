@@ -5,7 +5,8 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, StatusCode};
-use domain::{Amount, AmountError, HistoryCursor, HistoryRequest, IdempotencyKey, PageNumber, UserId};
+use chrono::{DateTime, Utc};
+use domain::{Amount, AmountError, IdempotencyKey, PageNumber, TimeRange, UserId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -129,25 +130,90 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 struct HistoryParams {
     page: Option<String>,
     cursor: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
 }
 
-/// Which history page `?page=N` or `?cursor=C` asks for; page 1 without either.
+/// What `GET /users/{uid}/history` asks for: `?page=N` or `?cursor=C` (page 1 without either), within
+/// `?from=` and `?to=`. The cursor is checked by the handler, which knows the user and the key.
 #[derive(Debug)]
-pub struct HistoryQuery(pub HistoryRequest);
+pub struct HistoryArgs {
+    pub page: Option<PageNumber>,
+    pub cursor: Option<String>,
+    pub range: TimeRange,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for HistoryQuery {
+impl<S: Send + Sync> FromRequestParts<S> for HistoryArgs {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Query(params) = Query::<HistoryParams>::from_request_parts(parts, state)
             .await
             .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
-        let request = match (params.page, params.cursor) {
-            (Some(_), Some(_)) => return Err(ApiError::ConflictingPagination),
-            (Some(page), None) => HistoryRequest::Page(PageNumber::parse(&page)?),
-            (None, Some(cursor)) => HistoryRequest::After(HistoryCursor::parse(&cursor)?),
-            (None, None) => HistoryRequest::Page(PageNumber::FIRST),
-        };
-        Ok(Self(request))
+        if params.page.is_some() && params.cursor.is_some() {
+            return Err(ApiError::ConflictingPagination);
+        }
+        let page = params.page.as_deref().map(PageNumber::parse).transpose()?;
+        let from = params.from.as_deref().map(|text| parse_time("from", text)).transpose()?;
+        let to = params.to.as_deref().map(|text| parse_time("to", text)).transpose()?;
+        Ok(Self { page, cursor: params.cursor, range: TimeRange::new(from, to)? })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct BalanceParams {
+    at: Option<String>,
+}
+
+/// The optional `?at=` of `GET /users/{uid}/balance`.
+#[derive(Debug)]
+pub struct BalanceAt(pub Option<DateTime<Utc>>);
+
+impl<S: Send + Sync> FromRequestParts<S> for BalanceAt {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(params) = Query::<BalanceParams>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+        Ok(Self(params.at.as_deref().map(|text| parse_time("at", text)).transpose()?))
+    }
+}
+
+/// An RFC 3339 date-time, in any offset, as UTC. A query string decodes an unescaped `+` to a space, so a
+/// space where an offset's sign belongs is read as the `+` the caller meant (RFC 3339 has no other use
+/// for a space there).
+fn parse_time(parameter: &'static str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    let invalid = || ApiError::InvalidTime { parameter, text: text.to_owned() };
+    let parsed = DateTime::parse_from_rfc3339(text).or_else(|error| {
+        let sign_at = text.len().checked_sub(6).ok_or(error)?;
+        if text.as_bytes()[sign_at] != b' ' {
+            return Err(error);
+        }
+        DateTime::parse_from_rfc3339(&format!("{}+{}", &text[..sign_at], &text[sign_at + 1..]))
+    });
+    parsed.map(|time| time.to_utc()).map_err(|_| invalid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc_3339_in_any_offset() {
+        let utc = |text: &str| DateTime::parse_from_rfc3339(text).expect("valid").to_utc();
+        assert_eq!(parse_time("at", "2026-11-29T10:00:00Z").ok(), Some(utc("2026-11-29T10:00:00Z")));
+        assert_eq!(parse_time("at", "2026-11-29T11:00:00+01:00").ok(), Some(utc("2026-11-29T10:00:00Z")));
+        assert_eq!(
+            parse_time("at", "2026-11-29T11:00:00 01:00").ok(),
+            Some(utc("2026-11-29T10:00:00Z")),
+            "a decoded +"
+        );
+        assert_eq!(parse_time("at", "2026-11-29t10:00:00.5z").ok(), Some(utc("2026-11-29T10:00:00.5Z")));
+        for bad in
+            ["", "yesterday", "2026-11-29", "2026-11-29T10:00:00", "1764410400", "2026-13-01T00:00:00Z", " 01:00"]
+        {
+            assert!(matches!(parse_time("at", bad), Err(ApiError::InvalidTime { parameter: "at", .. })), "{bad:?}");
+        }
     }
 }

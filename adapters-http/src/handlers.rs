@@ -5,9 +5,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use domain::{AddOutcome, NewAdd, RecordAddError, StorageError};
+use domain::{AddOutcome, HistoryQuery, HistoryRequest, NewAdd, PageNumber, RecordAddError, StorageError};
 
-use crate::extract::{AddAmount, HistoryQuery, IdempotencyKeyHeader, UserPath};
+use crate::extract::{AddAmount, BalanceAt, HistoryArgs, IdempotencyKeyHeader, UserPath};
 use crate::representation::{BalanceBody, HistoryBody, StatusBody, TransactionBody};
 use crate::{ApiError, AppState, metrics};
 
@@ -96,9 +96,11 @@ async fn to_its_outcome(state: &AppState, add: NewAdd) -> Result<AddOutcome, Api
             example = json!({
                 "id": "0190f0c8-7d3a-7c12-9a4e-5b8f2e1d6c3a",
                 "user_id": "gopal",
+                "sequence": 1,
                 "amount": "500.00",
                 "balance_after": "500.00",
-                "created_at": "2026-11-29T10:00:00.123456Z"
+                "created_at": "2026-11-29T10:00:00.123456Z",
+                "hash": "0a2483e750cdf009ebbf32562432b4e95e7102c1ad480e00370858c02f41de82"
             }),
         ),
         crate::operation_docs::AddProblems,
@@ -119,19 +121,26 @@ pub async fn add(
     Ok(response)
 }
 
-/// A user's balance; `0.00` for a user with no transactions.
+/// A user's balance, now or (with `at`) as it stood at a time; `0.00` for a user with no transactions.
 #[utoipa::path(
     get,
     path = "/users/{uid}/balance",
     operation_id = "balance",
     tag = "ledger",
-    params(crate::operation_docs::UserIdParam),
+    params(crate::operation_docs::UserIdParam, crate::operation_docs::BalanceParams),
     responses(
         (
             status = 200,
-            description = "The balance.",
+            description = "The balance; with `at`, the balance as it stood then, and `as_of`.",
             body = BalanceBody,
-            example = json!({"user_id": "gopal", "balance": "500.00", "currency": "USD"}),
+            examples(
+                ("now" = (summary = "The balance now", value = json!(
+                    {"user_id": "gopal", "balance": "500.00", "currency": "USD"}
+                ))),
+                ("at a time" = (summary = "The balance at a time (`?at=2026-11-30T00:00:00Z`)", value = json!(
+                    {"user_id": "gopal", "balance": "120.00", "currency": "USD", "as_of": "2026-11-30T00:00:00Z"}
+                ))),
+            ),
         ),
         crate::operation_docs::BalanceProblems,
     ),
@@ -139,12 +148,17 @@ pub async fn add(
 pub async fn balance(
     State(state): State<AppState>,
     UserPath(user_id): UserPath,
+    BalanceAt(at): BalanceAt,
 ) -> Result<Json<BalanceBody>, ApiError> {
-    let balance = within_store_timeout(&state, state.ledger.balance(&user_id)).await?;
-    Ok(Json(BalanceBody::new(&user_id, balance)))
+    let balance = match at {
+        Some(at) => within_store_timeout(&state, state.ledger.balance_at(&user_id, at)).await?,
+        None => within_store_timeout(&state, state.ledger.balance(&user_id)).await?,
+    };
+    Ok(Json(BalanceBody::new(&user_id, balance, at)))
 }
 
-/// A user's transactions, newest first, 10 a page: by `page` number or by `cursor`.
+/// A user's transactions, newest first, 10 a page: by `page` number or by `cursor`, all of them or those
+/// recorded from `from` until `to`.
 #[utoipa::path(
     get,
     path = "/users/{uid}/history",
@@ -165,12 +179,14 @@ pub async fn balance(
                     "transactions": [{
                         "id": "0190f0c8-7d3a-7c12-9a4e-5b8f2e1d6c3a",
                         "user_id": "gopal",
+                        "sequence": 10,
                         "amount": "500.00",
                         "balance_after": "5000.00",
-                        "created_at": "2026-11-29T10:00:00.123456Z"
+                        "created_at": "2026-11-29T10:00:00.123456Z",
+                        "hash": "6b1a6e0f4b8a2f7c3d5e9a1b2c4d6e8f0a1b3c5d7e9f1a2b4c6d8e0f2a4b6c8d"
                     }],
                     "next_page": 2,
-                    "next_cursor": "c1-2-f"
+                    "next_cursor": "000000020000000000000009c4f2a8e1b7d3069f5a1c2e4b6d8f0a13"
                 }))),
                 ("last page" = (summary = "The last page", value = json!({
                     "user_id": "gopal",
@@ -188,10 +204,17 @@ pub async fn balance(
 pub async fn history(
     State(state): State<AppState>,
     UserPath(user_id): UserPath,
-    HistoryQuery(request): HistoryQuery,
+    args: HistoryArgs,
 ) -> Result<Json<HistoryBody>, ApiError> {
-    let view = within_store_timeout(&state, state.ledger.history(&user_id, request)).await?;
-    Ok(Json(HistoryBody::new(&user_id, &view)))
+    let cursors = &state.settings.cursor_key;
+    let request = match (&args.cursor, args.page) {
+        (Some(cursor), _) => HistoryRequest::After(cursors.open(cursor, &user_id, &args.range)?),
+        (None, page) => HistoryRequest::Page(page.unwrap_or(PageNumber::FIRST)),
+    };
+    let query = HistoryQuery { range: args.range, request };
+    let view = within_store_timeout(&state, state.ledger.history(&user_id, query)).await?;
+    let next_cursor = view.next.map(|next| cursors.issue(next.cursor, &user_id, &args.range));
+    Ok(Json(HistoryBody::new(&user_id, &view, next_cursor)))
 }
 
 /// Liveness: 200 while the process runs.

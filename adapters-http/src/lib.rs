@@ -7,6 +7,7 @@
 
 mod auth;
 mod catalogue;
+mod cursor;
 mod docs;
 mod extract;
 mod handlers;
@@ -19,6 +20,7 @@ mod representation;
 mod serve;
 
 pub use auth::ApiKeys;
+pub use cursor::CursorKey;
 pub use metrics::MetricsRenderer;
 pub use openapi::document as openapi_document;
 pub use problem::ApiError;
@@ -58,6 +60,8 @@ pub struct HttpSettings {
     pub metrics_require_key: bool,
     /// Per-client rate limiting of `/users/...` requests; off when `None`.
     pub rate_limit: Option<RateLimitSettings>,
+    /// Signs history cursors; instances behind one load balancer share it.
+    pub cursor_key: CursorKey,
 }
 
 impl HttpSettings {
@@ -76,6 +80,7 @@ impl Default for HttpSettings {
             api_keys: None,
             metrics_require_key: false,
             rate_limit: None,
+            cursor_key: CursorKey::random(),
         }
     }
 }

@@ -5,7 +5,7 @@
 mod inputs;
 mod problems;
 
-pub(crate) use inputs::{AddRequestSchema, HistoryParams, IdempotencyKeyParam, UserIdParam};
+pub(crate) use inputs::{AddRequestSchema, BalanceParams, HistoryParams, IdempotencyKeyParam, UserIdParam};
 pub(crate) use problems::{
     AddProblems, BalanceProblems, HistoryProblems, OperationProblems, ProblemSchema, ReadyProblems, problem_response,
     sole_problem_response,

@@ -4,12 +4,13 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{
-    AmountError, BalanceLimitExceeded, HistoryCursorError, IdempotencyKeyError, PageNumberError, StorageCause,
+    AmountError, BalanceLimitExceeded, IdempotencyKeyError, InvalidTimeRange, PageNumberError, StorageCause,
     StorageError, UserIdError, error_chain,
 };
 use serde::Serialize;
 
 use crate::catalogue::{self, ProblemType};
+use crate::cursor::InvalidCursor;
 use crate::metrics;
 
 /// Every way a request can fail, each with its status and problem type.
@@ -40,7 +41,11 @@ pub enum ApiError {
     #[error("{0}")]
     InvalidPage(#[from] PageNumberError),
     #[error("{0}")]
-    InvalidCursor(#[from] HistoryCursorError),
+    InvalidCursor(#[from] InvalidCursor),
+    #[error("{parameter} must be an RFC 3339 date-time such as 2026-11-29T10:00:00Z, not {text:?}")]
+    InvalidTime { parameter: &'static str, text: String },
+    #[error("{0}")]
+    InvalidTimeRange(#[from] InvalidTimeRange),
     #[error("send either page or cursor, not both")]
     ConflictingPagination,
     #[error("the query string cannot be read: {0}")]
@@ -112,6 +117,8 @@ impl ApiError {
             Self::IdempotencyKeyReused { .. } => &catalogue::IDEMPOTENCY_KEY_REUSED,
             Self::InvalidPage(_) => &catalogue::INVALID_PAGE,
             Self::InvalidCursor(_) => &catalogue::INVALID_CURSOR,
+            Self::InvalidTime { .. } => &catalogue::INVALID_TIME,
+            Self::InvalidTimeRange(_) => &catalogue::INVALID_TIME_RANGE,
             Self::ConflictingPagination => &catalogue::CONFLICTING_PAGINATION,
             Self::InvalidQuery(_) => &catalogue::INVALID_QUERY,
             Self::NotFound => &catalogue::NOT_FOUND,

@@ -3,8 +3,8 @@
 //! Each derives `ToSchema` too, so the OpenAPI document describes exactly what is serialized here.
 
 use application::HistoryView;
-use chrono::SecondsFormat;
-use domain::{Balance, Transaction, UserId};
+use chrono::{DateTime, SecondsFormat, Utc};
+use domain::{Balance, Transaction, UserId, format_recording_time};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -15,9 +15,11 @@ use utoipa::ToSchema;
     example = json!({
         "id": "0190f0c8-7d3a-7c12-9a4e-5b8f2e1d6c3a",
         "user_id": "gopal",
+        "sequence": 1,
         "amount": "500.00",
         "balance_after": "500.00",
-        "created_at": "2026-11-29T10:00:00.123456Z"
+        "created_at": "2026-11-29T10:00:00.123456Z",
+        "hash": "0a2483e750cdf009ebbf32562432b4e95e7102c1ad480e00370858c02f41de82"
     })
 )]
 pub struct TransactionBody {
@@ -27,15 +29,23 @@ pub struct TransactionBody {
     /// The user whose balance it changed.
     #[schema(pattern = r"^[A-Za-z0-9._~@+-]{1,128}$")]
     user_id: String,
+    /// Its place in the user's history: 1, 2, 3, ... with no gaps, in the order the ledger recorded them.
+    #[schema(minimum = 1)]
+    sequence: u64,
     /// The amount added.
     #[schema(pattern = r"^[0-9]+\.[0-9]{2}$")]
     amount: String,
     /// The user's balance right after this transaction, as on a bank statement.
     #[schema(pattern = r"^[0-9]+\.[0-9]{2}$")]
     balance_after: String,
-    /// When the ledger recorded it: RFC 3339 in UTC, with microseconds.
+    /// When the ledger recorded it: RFC 3339 in UTC, with microseconds. Never earlier than the user's
+    /// transaction before it.
     #[schema(format = DateTime)]
     created_at: String,
+    /// Lowercase hex SHA-256 of the previous transaction's `hash` (64 zeros for sequence 1) and this
+    /// transaction's fields, as the API documentation spells out: the link of the user's hash chain.
+    #[schema(pattern = r"^[0-9a-f]{64}$")]
+    hash: String,
 }
 
 impl From<&Transaction> for TransactionBody {
@@ -43,9 +53,11 @@ impl From<&Transaction> for TransactionBody {
         Self {
             id: transaction.id.to_string(),
             user_id: transaction.user_id.to_string(),
+            sequence: transaction.sequence.get(),
             amount: transaction.amount.to_string(),
             balance_after: transaction.balance_after.to_string(),
-            created_at: transaction.created_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            created_at: format_recording_time(&transaction.created_at),
+            hash: transaction.hash.to_string(),
         }
     }
 }
@@ -63,6 +75,10 @@ pub struct BalanceBody {
     /// Always `USD`.
     #[schema(schema_with = usd)]
     currency: &'static str,
+    /// With `?at=`: the time the balance is for, in UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    as_of: Option<String>,
 }
 
 /// The only currency: `{"type": "string", "enum": ["USD"]}`.
@@ -75,8 +91,13 @@ fn usd() -> utoipa::openapi::Object {
 }
 
 impl BalanceBody {
-    pub fn new(user_id: &UserId, balance: Balance) -> Self {
-        Self { user_id: user_id.to_string(), balance: balance.to_string(), currency: "USD" }
+    pub fn new(user_id: &UserId, balance: Balance, as_of: Option<DateTime<Utc>>) -> Self {
+        Self {
+            user_id: user_id.to_string(),
+            balance: balance.to_string(),
+            currency: "USD",
+            as_of: as_of.map(|at| at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        }
     }
 }
 
@@ -91,9 +112,11 @@ impl BalanceBody {
         "transactions": [{
             "id": "0190f0c8-7d3a-7c12-9a4e-5b8f2e1d6c3a",
             "user_id": "gopal",
+            "sequence": 1,
             "amount": "500.00",
             "balance_after": "500.00",
-            "created_at": "2026-11-29T10:00:00.123456Z"
+            "created_at": "2026-11-29T10:00:00.123456Z",
+            "hash": "0a2483e750cdf009ebbf32562432b4e95e7102c1ad480e00370858c02f41de82"
         }],
         "next_page": null,
         "next_cursor": null
@@ -114,19 +137,22 @@ pub struct HistoryBody {
     /// The next page's number for `?page=`; `null` on the last page.
     #[schema(minimum = 1)]
     next_page: Option<u32>,
-    /// The next page's cursor for `?cursor=`; `null` on the last page.
+    /// The next page's cursor for `?cursor=` (with the same `from` and `to`); `null` on the last page.
+    /// Opaque, and valid only for this user and time range.
+    #[schema(pattern = r"^[0-9a-f]{56}$")]
     next_cursor: Option<String>,
 }
 
 impl HistoryBody {
-    pub fn new(user_id: &UserId, view: &HistoryView) -> Self {
+    /// The body of `view`, with `next_cursor` the text of the next page's cursor.
+    pub fn new(user_id: &UserId, view: &HistoryView, next_cursor: Option<String>) -> Self {
         Self {
             user_id: user_id.to_string(),
             page: view.page.get(),
             per_page: view.per_page,
             transactions: view.transactions.iter().map(TransactionBody::from).collect(),
             next_page: view.next.map(|next| next.page.get()),
-            next_cursor: view.next.map(|next| next.cursor.to_string()),
+            next_cursor,
         }
     }
 }

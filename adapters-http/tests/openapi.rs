@@ -292,10 +292,18 @@ fn request_bodies(document: &Value, operation: &Value) -> Vec<Value> {
     bodies
 }
 
+/// An example as a query string value, percent-encoded.
 fn query_value(example: &Value) -> String {
     let text = example.as_str().map_or_else(|| example.to_string(), str::to_owned);
-    assert!(text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)), "{text} needs no escaping");
-    text
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -310,6 +318,12 @@ async fn every_request_example_is_a_request_the_router_accepts() {
         let mut queries = vec![None];
         for parameter in &parameters {
             let name = parameter["name"].as_str().expect("a parameter has a name");
+            if name == "cursor" {
+                // No example can be accepted: a cursor is signed for one user and range by the instance's key.
+                // `router.rs` follows the `next_cursor` the service issues instead.
+                assert!(example_of(parameter).is_none(), "{method} {path}: a cursor example would be refused");
+                continue;
+            }
             let example = example_of(parameter).unwrap_or_else(|| panic!("{method} {path}: {name} has no example"));
             assert!(
                 violations(&document, &parameter["schema"], &example, name).is_empty(),

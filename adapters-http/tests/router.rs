@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use chrono::{DateTime, Utc};
 use domain::{
-    AddOutcome, Balance, HistoryPage, HistoryRequest, LedgerRepository, MockLedgerRepository, NewAdd, RecordAddError,
+    AddOutcome, Balance, HistoryPage, HistoryQuery, LedgerRepository, MockLedgerRepository, NewAdd, RecordAddError,
     StorageError, UserId,
 };
 use serde_json::{Value, json};
@@ -328,6 +329,29 @@ async fn every_bad_input_is_a_specific_problem_and_records_nothing() {
             "conflicting-pagination",
         ),
         bad("forged cursor", get("/users/victim/history?cursor=abc"), S::BAD_REQUEST, "invalid-cursor"),
+        bad(
+            "cursor of the old spelling",
+            get("/users/victim/history?cursor=c1-2-7fffffffffffffff"),
+            S::BAD_REQUEST,
+            "invalid-cursor",
+        ),
+        bad("at not a time", get("/users/victim/balance?at=yesterday"), S::BAD_REQUEST, "invalid-time"),
+        bad("at a date only", get("/users/victim/balance?at=2026-11-29"), S::BAD_REQUEST, "invalid-time"),
+        bad("at without offset", get("/users/victim/balance?at=2026-11-29T10:00:00"), S::BAD_REQUEST, "invalid-time"),
+        bad("from not a time", get("/users/victim/history?from=1764410400"), S::BAD_REQUEST, "invalid-time"),
+        bad("to not a time", get("/users/victim/history?to=2026-13-01T00:00:00Z"), S::BAD_REQUEST, "invalid-time"),
+        bad(
+            "from after to",
+            get("/users/victim/history?from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z"),
+            S::BAD_REQUEST,
+            "invalid-time-range",
+        ),
+        bad(
+            "from equal to to",
+            get("/users/victim/history?from=2026-12-01T01:00:00%2B01:00&to=2026-12-01T00:00:00Z"),
+            S::BAD_REQUEST,
+            "invalid-time-range",
+        ),
         bad("page given twice", get("/users/victim/history?page=1&page=2"), S::BAD_REQUEST, "invalid-query"),
         bad("unknown path", get("/users/victim"), S::NOT_FOUND, "not-found"),
         bad("unknown root", get("/nope"), S::NOT_FOUND, "not-found"),
@@ -408,6 +432,75 @@ async fn history_is_newest_first_ten_a_page_by_number_and_by_cursor() {
 }
 
 #[tokio::test]
+async fn a_cursor_works_only_for_the_user_and_range_it_was_issued_for() {
+    let app = app();
+    for user in ["gopal", "other"] {
+        for _ in 0..15 {
+            assert_eq!(send(&app, post_add(user, r#"{"amount": 1}"#, None)).await.status, StatusCode::OK);
+        }
+    }
+    let range = "from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z";
+    let first = send(&app, get(&format!("/users/gopal/history?{range}"))).await;
+    let cursor = first.body["next_cursor"].as_str().expect("15 transactions make two pages").to_owned();
+    assert!(!cursor.contains("gopal") && cursor.len() == 56, "opaque: {cursor}");
+    let second = send(&app, get(&format!("/users/gopal/history?{range}&cursor={cursor}"))).await;
+    assert_eq!((second.status, second.body["page"].clone()), (StatusCode::OK, json!(2)));
+    assert_eq!(second.body["transactions"].as_array().map(Vec::len), Some(5));
+    for elsewhere in [
+        format!("/users/other/history?{range}&cursor={cursor}"),
+        format!("/users/gopal/history?cursor={cursor}"),
+        format!("/users/gopal/history?from=2000-01-01T00:00:00Z&cursor={cursor}"),
+    ] {
+        assert_problem(&send(&app, get(&elsewhere)).await, StatusCode::BAD_REQUEST, "invalid-cursor");
+    }
+    let another_instance = self::app();
+    let replayed = send(&another_instance, get(&format!("/users/gopal/history?{range}&cursor={cursor}"))).await;
+    assert_problem(&replayed, StatusCode::BAD_REQUEST, "invalid-cursor");
+}
+
+#[tokio::test]
+async fn transactions_carry_their_sequence_and_the_hash_that_chains_them() {
+    let app = app();
+    let first = send(&app, post_add("gopal", r#"{"amount": "500"}"#, Some("k"))).await;
+    let second = send(&app, post_add("gopal", r#"{"amount": "0.25"}"#, None)).await;
+    let replay = send(&app, post_add("gopal", r#"{"amount": "500"}"#, Some("k"))).await;
+    assert_eq!((first.body["sequence"].clone(), second.body["sequence"].clone()), (json!(1), json!(2)));
+    assert_eq!(replay.body, first.body, "a replay answers the same transaction, hash included");
+    let hash = |body: &Value| body["hash"].as_str().expect("a hash").to_owned();
+    assert!(hash(&first.body).len() == 64 && hash(&first.body).bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_ne!(hash(&first.body), hash(&second.body));
+    let history = send(&app, get("/users/gopal/history")).await;
+    assert_eq!(history.body["transactions"], json!([second.body, first.body]), "history shows the same fields");
+}
+
+#[tokio::test]
+async fn a_balance_at_a_time_is_the_balance_after_the_last_transaction_by_then() {
+    let app = app();
+    let before = send(&app, get("/users/gopal/balance?at=2000-01-01T00:00:00Z")).await;
+    assert_eq!(
+        before.body,
+        json!({"user_id": "gopal", "balance": "0.00", "currency": "USD", "as_of": "2000-01-01T00:00:00Z"})
+    );
+    let first = send(&app, post_add("gopal", r#"{"amount": "5"}"#, None)).await;
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    send(&app, post_add("gopal", r#"{"amount": "7"}"#, None)).await;
+    let created_at = first.body["created_at"].as_str().expect("a time").to_owned();
+    let at_first = send(&app, get(&format!("/users/gopal/balance?at={created_at}"))).await;
+    assert_eq!((at_first.body["balance"].clone(), at_first.body["as_of"].clone()), (json!("5.00"), json!(created_at)));
+    // In another offset, with the + escaped or (as many clients send it) not.
+    let later = "2100-01-01T01:00:00";
+    for offset in ["%2B01:00", "+01:00"] {
+        let reply = send(&app, get(&format!("/users/gopal/balance?at={later}{offset}"))).await;
+        assert_eq!(
+            (reply.body["balance"].clone(), reply.body["as_of"].clone()),
+            (json!("12.00"), json!("2100-01-01T00:00:00Z"))
+        );
+    }
+    let now = send(&app, get("/users/gopal/balance")).await;
+    assert_eq!(now.body, json!({"user_id": "gopal", "balance": "12.00", "currency": "USD"}), "no as_of without at");
+}
+
+#[tokio::test]
 async fn every_response_carries_a_request_id_the_callers_or_a_new_one() {
     let app = app();
     let generated = send(&app, get("/users/gopal/balance")).await;
@@ -464,7 +557,10 @@ impl LedgerRepository for SilentStore {
     async fn balance(&self, _user_id: &UserId) -> Result<Balance, StorageError> {
         std::future::pending().await
     }
-    async fn history(&self, _user_id: &UserId, _request: HistoryRequest) -> Result<HistoryPage, StorageError> {
+    async fn balance_at(&self, _user_id: &UserId, _at: DateTime<Utc>) -> Result<Balance, StorageError> {
+        std::future::pending().await
+    }
+    async fn history(&self, _user_id: &UserId, _query: HistoryQuery) -> Result<HistoryPage, StorageError> {
         std::future::pending().await
     }
     async fn check_ready(&self) -> Result<(), StorageError> {
@@ -502,19 +598,25 @@ impl LedgerRepository for SlowStore {
     async fn record_add(&self, add: NewAdd) -> Result<AddOutcome, RecordAddError> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let balance_after = Balance::from_decimal(add.amount.as_decimal()).expect("within the limit");
-        let transaction = domain::Transaction {
+        let mut transaction = domain::Transaction {
             id: domain::TransactionId::new_v7(),
             user_id: add.user_id,
+            sequence: domain::Sequence::FIRST,
             amount: add.amount,
             balance_after,
-            created_at: chrono::Utc::now(),
+            created_at: domain::recording_time(),
+            hash: domain::EntryHash::GENESIS,
         };
+        transaction.hash = transaction.chained_hash(&domain::EntryHash::GENESIS);
         Ok(AddOutcome::Applied(transaction))
     }
     async fn balance(&self, _user_id: &UserId) -> Result<Balance, StorageError> {
         Ok(Balance::ZERO)
     }
-    async fn history(&self, _user_id: &UserId, _request: HistoryRequest) -> Result<HistoryPage, StorageError> {
+    async fn balance_at(&self, _user_id: &UserId, _at: DateTime<Utc>) -> Result<Balance, StorageError> {
+        Ok(Balance::ZERO)
+    }
+    async fn history(&self, _user_id: &UserId, _query: HistoryQuery) -> Result<HistoryPage, StorageError> {
         std::future::pending().await
     }
     async fn check_ready(&self) -> Result<(), StorageError> {

@@ -10,8 +10,9 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::{
-    AccountState, AddOutcome, AddsDecided, Balance, HistoryPage, HistoryRequest, IdempotencyKey, LedgerPosition,
+    AccountState, AddOutcome, AddsDecided, Balance, HistoryPage, HistoryQuery, HistoryRequest, IdempotencyKey,
     LedgerRepository, NewAdd, PAGE_SIZE, RecordAddError, RecordedKeys, StorageError, Transaction, UserId, decide_adds,
     recording_time,
 };
@@ -29,7 +30,7 @@ pub struct InMemoryLedger {
 #[derive(Debug)]
 struct Account {
     state: AccountState,
-    /// Oldest first; an entry's position is its index plus one.
+    /// Oldest first: an entry's sequence is its index plus one, and recording times never decrease.
     entries: Vec<Transaction>,
     entry_index_by_key: HashMap<IdempotencyKey, usize>,
 }
@@ -48,14 +49,19 @@ impl RecordedKeys for Account {
 
 impl Account {
     /// Stores what the ledger's rule decided.
-    fn record(&mut self, decided: &AddsDecided, recorded: &[Transaction]) {
-        for (entry, transaction) in decided.entries.iter().zip(recorded) {
+    fn record(&mut self, decided: &AddsDecided) {
+        for entry in &decided.entries {
             if let Some(key) = &entry.idempotency_key {
                 self.entry_index_by_key.insert(key.clone(), self.entries.len());
             }
-            self.entries.push(transaction.clone());
+            self.entries.push(entry.transaction.clone());
         }
         self.state = decided.state;
+    }
+
+    /// How many entries were recorded before `time` (a binary search: recording times never decrease).
+    fn count_before(&self, time: DateTime<Utc>) -> usize {
+        self.entries.partition_point(|entry| entry.created_at < time)
     }
 }
 
@@ -87,12 +93,10 @@ impl LedgerRepository for InMemoryLedger {
     async fn record_add(&self, add: NewAdd) -> Result<AddOutcome, RecordAddError> {
         let mut shard = self.shard(&add.user_id);
         let account = shard.entry(add.user_id.clone()).or_default();
-        let mut decided = decide_adds(account.state, [&add], &*account);
-        let recorded_at = recording_time();
-        let recorded: Vec<Transaction> = decided.entries.iter().map(|entry| entry.recorded_at(recorded_at)).collect();
-        account.record(&decided, &recorded);
+        let mut decided = decide_adds(account.state, [&add], &*account, recording_time());
+        account.record(&decided);
         match decided.decisions.pop() {
-            Some(decision) => decision.outcome(&recorded),
+            Some(decision) => decision.outcome(&decided.entries),
             None => Err(StorageError::Failed("the ledger's rule gave no decision for an add".into()).into()),
         }
     }
@@ -101,34 +105,38 @@ impl LedgerRepository for InMemoryLedger {
         Ok(self.shard(user_id).get(user_id).map_or(Balance::ZERO, |account| account.state.balance))
     }
 
-    async fn history(&self, user_id: &UserId, request: HistoryRequest) -> Result<HistoryPage, StorageError> {
+    async fn balance_at(&self, user_id: &UserId, at: DateTime<Utc>) -> Result<Balance, StorageError> {
         let shard = self.shard(user_id);
-        let entries = shard.get(user_id).map_or(&[][..], |account| &account.entries[..]);
-        // `older` is every entry that may appear on the page, oldest first; the page takes its newest end.
-        let older = match request {
-            HistoryRequest::Page(page) => {
-                let skipped = usize::try_from(page.offset()).unwrap_or(usize::MAX);
-                &entries[..entries.len().saturating_sub(skipped)]
-            }
+        let Some(account) = shard.get(user_id) else { return Ok(Balance::ZERO) };
+        let recorded_by_then = account.entries.partition_point(|entry| entry.created_at <= at);
+        Ok(recorded_by_then.checked_sub(1).map_or(Balance::ZERO, |last| account.entries[last].balance_after))
+    }
+
+    async fn history(&self, user_id: &UserId, query: HistoryQuery) -> Result<HistoryPage, StorageError> {
+        let shard = self.shard(user_id);
+        let Some(account) = shard.get(user_id) else {
+            return Ok(HistoryPage { transactions: Vec::new(), continues_before: None });
+        };
+        // The range is the entries from index `first` up to (not including) `end`.
+        let first = query.range.first_microsecond().map_or(0, |from| account.count_before(from));
+        let end = query.range.end_microsecond().map_or(account.entries.len(), |to| account.count_before(to));
+        let page_end = match query.request {
+            HistoryRequest::Page(page) => end.saturating_sub(usize::try_from(page.offset()).unwrap_or(usize::MAX)),
+            // The entry with sequence `before` has index `before - 1`: the page ends just below it.
             HistoryRequest::After(cursor) => {
-                let before_index = usize::try_from(cursor.before.get().saturating_sub(1)).unwrap_or(0);
-                &entries[..before_index.min(entries.len())]
+                end.min(usize::try_from(cursor.before.get()).map_or(usize::MAX, |before| before - 1))
             }
         };
-        let page_size = PAGE_SIZE as usize;
-        let first_on_page = older.len().saturating_sub(page_size);
-        let transactions = older[first_on_page..].iter().rev().cloned().collect();
-        let continues_before = (first_on_page > 0).then(|| position_of(first_on_page));
+        let page_start = page_end.saturating_sub(PAGE_SIZE as usize).max(first);
+        let on_page = account.entries.get(page_start..page_end).unwrap_or_default();
+        let transactions: Vec<Transaction> = on_page.iter().rev().cloned().collect();
+        let continues_before = if page_start > first { transactions.last().map(|last| last.sequence) } else { None };
         Ok(HistoryPage { transactions, continues_before })
     }
 
     async fn check_ready(&self) -> Result<(), StorageError> {
         Ok(())
     }
-}
-
-fn position_of(index: usize) -> LedgerPosition {
-    LedgerPosition::new(i64::try_from(index).map_or(i64::MAX, |index| index + 1))
 }
 
 #[cfg(test)]

@@ -1,59 +1,64 @@
 //! Recording a batch of adds in one database transaction of four round trips: lock the batch's accounts
 //! (creating missing ones; existing ones in user order, so concurrent batches rarely deadlock, and a
 //! batch that does is rolled back whole by PostgreSQL and run again), read the entries
-//! already recorded under its keys, plan every add in memory with the ledger's rules, then insert all
-//! entries with one `UNNEST` and write each touched balance once, in one statement. One COMMIT answers
+//! already recorded under its keys, decide every add in memory with the ledger's rule, then insert all
+//! entries with one `UNNEST` and write each touched account once, in one statement. One COMMIT answers
 //! the whole batch.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use domain::{
-    AddOutcome, Balance, IdempotencyKey, NewAdd, NewEntry, RecordAddError, StorageError, Transaction, UserId,
+    AccountState, AddOutcome, ChainHead, IdempotencyKey, NewAdd, NewEntry, RecordAddError, StorageError, Transaction,
+    UserId,
 };
 use rust_decimal::Decimal;
-use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction as DbTransaction};
 use uuid::Uuid;
 
 use crate::batch_plan::{BatchPlan, plan};
-use crate::entry_row::{ENTRY_COLUMNS, entry_from_row};
-use crate::errors::{Failure, NoAnswer, balance_from, commit, violated_constraint};
+use crate::entry_row::{ENTRY_COLUMNS, account_from_row, entry_from_row};
+use crate::errors::{Failure, NoAnswer, commit, violated_constraint};
 use crate::retry::retrying;
 
-/// Locks the batch's accounts, creating the missing ones at zero, and returns every balance. Rows that
-/// `created` inserts are invisible to `locked` (one snapshot for the statement), hence the union. A row
-/// another transaction inserts concurrently is in neither; the caller locks such users again.
+/// Locks the batch's accounts, creating the missing ones empty, and returns each one's state with the
+/// database's clock, read once the rows are locked: one clock for every instance, so a user's times do
+/// not depend on which instance recorded the add. Rows that `created` inserts are invisible to `locked`
+/// (one snapshot for the statement), hence the union. A row another transaction inserts concurrently is
+/// in neither; the caller locks such users again.
 const LOCK_OR_CREATE_ACCOUNTS: &str = "
 WITH created AS (
     INSERT INTO accounts (user_id, balance)
     SELECT user_id, 0 FROM unnest($1::text[]) AS user_id ORDER BY user_id
     ON CONFLICT (user_id) DO NOTHING
-    RETURNING user_id, balance
+    RETURNING user_id, balance, last_sequence, last_hash, last_created_at
 ), locked AS (
-    SELECT user_id, balance FROM accounts WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE
+    SELECT user_id, balance, last_sequence, last_hash, last_created_at
+    FROM accounts WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE
 )
-SELECT user_id, balance FROM locked
+SELECT *, clock_timestamp() AS now FROM locked
 UNION ALL
-SELECT user_id, balance FROM created";
+SELECT *, clock_timestamp() AS now FROM created";
 
-const LOCK_ACCOUNTS: &str = "SELECT user_id, balance FROM accounts WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
+const LOCK_ACCOUNTS: &str = "
+SELECT user_id, balance, last_sequence, last_hash, last_created_at, clock_timestamp() AS now
+FROM accounts WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
 
-/// Inserts the entries in batch order (so their seq follows it) and writes each touched balance once.
-const WRITE_ENTRIES_AND_BALANCES: &str = "
+/// Inserts the entries and writes each touched account's new state once.
+const WRITE_ENTRIES_AND_ACCOUNTS: &str = "
 WITH inserted AS (
-    INSERT INTO ledger_entries (id, user_id, amount, balance_after, idempotency_key)
-    SELECT id, user_id, amount, balance_after, idempotency_key
-    FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::numeric[], $5::text[])
-         WITH ORDINALITY AS entry (id, user_id, amount, balance_after, idempotency_key, position)
-    ORDER BY position
-    RETURNING id, created_at
-), written AS (
-    UPDATE accounts AS account SET balance = final.balance, updated_at = now()
-    FROM unnest($6::text[], $7::numeric[]) AS final (user_id, balance)
-    WHERE account.user_id = final.user_id
+    INSERT INTO ledger_entries (id, user_id, sequence, amount, balance_after, idempotency_key, created_at, hash)
+    SELECT * FROM unnest(
+        $1::uuid[], $2::text[], $3::bigint[], $4::numeric[], $5::numeric[], $6::text[], $7::timestamptz[],
+        $8::bytea[])
 )
-SELECT id, created_at FROM inserted";
+UPDATE accounts AS account
+SET balance = final.balance, last_sequence = final.last_sequence, last_hash = final.last_hash,
+    last_created_at = final.last_created_at, updated_at = now()
+FROM unnest($9::text[], $10::numeric[], $11::bigint[], $12::bytea[], $13::timestamptz[])
+     AS final (user_id, balance, last_sequence, last_hash, last_created_at)
+WHERE account.user_id = final.user_id";
 
 /// How long a batch waits for the database before it gives up: client-side backstops for a connection that
 /// died silently, well beyond what the server's own timeouts allow a healthy connection.
@@ -85,51 +90,56 @@ async fn try_batch(
     let prepared = tokio::time::timeout(deadlines.before_commit, prepare(pool, adds))
         .await
         .map_err(|_| Failure::Unanswered(NoAnswer(deadlines.before_commit)))??;
-    let (transaction, plan, inserted) = prepared;
+    let (transaction, plan) = prepared;
     tokio::time::timeout(deadlines.commit, commit(transaction))
         .await
         .map_err(|_| Failure::CommitUnanswered(Box::new(NoAnswer(deadlines.commit))))??;
-    Ok(plan.into_outcomes(&inserted))
+    Ok(plan.into_outcomes())
 }
 
-/// Everything of a batch but its COMMIT: the open transaction, the plan, and what the entries became.
-async fn prepare(
-    pool: &PgPool,
-    adds: &[NewAdd],
-) -> Result<(DbTransaction<'static, Postgres>, BatchPlan, Vec<Transaction>), Failure> {
+/// Everything of a batch but its COMMIT: the open transaction and the plan it wrote.
+async fn prepare(pool: &PgPool, adds: &[NewAdd]) -> Result<(DbTransaction<'static, Postgres>, BatchPlan), Failure> {
     let mut users: Vec<&str> = adds.iter().map(|add| add.user_id.as_str()).collect();
     users.sort_unstable();
     users.dedup();
 
     let mut transaction = pool.begin().await?;
-    let mut balances = lock_accounts(&mut transaction, LOCK_OR_CREATE_ACCOUNTS, &users).await?;
-    let missing: Vec<&str> = users.iter().copied().filter(|user| !balances.contains_key(*user)).collect();
+    let mut locked = lock_accounts(&mut transaction, LOCK_OR_CREATE_ACCOUNTS, &users).await?;
+    let missing: Vec<&str> = users.iter().copied().filter(|user| !locked.states.contains_key(*user)).collect();
     if !missing.is_empty() {
         // Created by a transaction that committed while this statement waited: visible now.
-        balances.extend(lock_accounts(&mut transaction, LOCK_ACCOUNTS, &missing).await?);
+        let late = lock_accounts(&mut transaction, LOCK_ACCOUNTS, &missing).await?;
+        locked.states.extend(late.states);
+        locked.now = locked.now.max(late.now);
     }
-    let balances: HashMap<UserId, Balance> =
-        adds.iter().filter_map(|add| Some((add.user_id.clone(), *balances.get(add.user_id.as_str())?))).collect();
+    let states: HashMap<UserId, AccountState> =
+        adds.iter().filter_map(|add| Some((add.user_id.clone(), *locked.states.get(add.user_id.as_str())?))).collect();
     let recorded = recorded_under_keys(&mut transaction, adds).await?;
 
-    let plan = plan(adds, &balances, &recorded);
-    let inserted = write(&mut transaction, &plan.entries, &plan.final_balances).await?;
-    Ok((transaction, plan, inserted))
+    let plan = plan(adds, &states, &recorded, locked.now);
+    write(&mut transaction, &plan.entries, &plan.final_states).await?;
+    Ok((transaction, plan))
+}
+
+/// The locked accounts by user, and the database's clock once they were locked.
+struct Locked {
+    states: HashMap<String, AccountState>,
+    now: DateTime<Utc>,
 }
 
 async fn lock_accounts(
     transaction: &mut DbTransaction<'_, Postgres>,
     sql: &str,
     users: &[&str],
-) -> Result<HashMap<String, Balance>, Failure> {
+) -> Result<Locked, Failure> {
     let rows = sqlx::query(sql).bind(users).fetch_all(&mut **transaction).await?;
-    rows.iter()
-        .map(|row: &PgRow| {
-            let user: String = row.try_get("user_id")?;
-            let balance = balance_from(row.try_get("balance")?).map_err(Failure::Corrupt)?;
-            Ok((user, balance))
-        })
-        .collect()
+    let mut locked = Locked { states: HashMap::with_capacity(rows.len()), now: DateTime::<Utc>::MIN_UTC };
+    for row in &rows {
+        let user: String = row.try_get("user_id")?;
+        locked.states.insert(user, account_from_row(row).map_err(Failure::Corrupt)?);
+        locked.now = locked.now.max(row.try_get("now")?);
+    }
+    Ok(locked)
 }
 
 async fn recorded_under_keys(
@@ -149,7 +159,7 @@ async fn recorded_under_keys(
     let rows = sqlx::query(&sql).bind(users).bind(keys).fetch_all(&mut **transaction).await?;
     let mut recorded: HashMap<UserId, HashMap<IdempotencyKey, Transaction>> = HashMap::new();
     for row in &rows {
-        let (_, transaction) = entry_from_row(row).map_err(Failure::Corrupt)?;
+        let transaction = entry_from_row(row).map_err(Failure::Corrupt)?;
         let key: String = row.try_get("idempotency_key")?;
         let key = IdempotencyKey::parse(key.as_bytes()).map_err(|invalid| Failure::Corrupt(corrupt(invalid)))?;
         recorded.entry(transaction.user_id.clone()).or_default().insert(key, transaction);
@@ -157,48 +167,51 @@ async fn recorded_under_keys(
     Ok(recorded)
 }
 
-/// Inserts the planned entries and writes the final balances; the transactions the entries became, in
-/// the same order.
+/// Inserts the planned entries and writes the accounts' final states.
 async fn write(
     transaction: &mut DbTransaction<'_, Postgres>,
     entries: &[NewEntry],
-    final_balances: &[(UserId, Balance)],
-) -> Result<Vec<Transaction>, Failure> {
+    final_states: &[(UserId, AccountState)],
+) -> Result<(), Failure> {
     if entries.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    let ids: Vec<Uuid> = entries.iter().map(|entry| entry.id.as_uuid()).collect();
-    let users: Vec<&str> = entries.iter().map(|entry| entry.user_id.as_str()).collect();
-    let amounts: Vec<Decimal> = entries.iter().map(|entry| entry.amount.as_decimal()).collect();
-    let balances_after: Vec<Decimal> = entries.iter().map(|entry| entry.balance_after.as_decimal()).collect();
+    let recorded = || entries.iter().map(|entry| &entry.transaction);
+    let ids: Vec<Uuid> = recorded().map(|t| t.id.as_uuid()).collect();
+    let users: Vec<&str> = recorded().map(|t| t.user_id.as_str()).collect();
+    let sequences: Vec<i64> = recorded().map(|t| t.sequence.to_i64()).collect();
+    let amounts: Vec<Decimal> = recorded().map(|t| t.amount.as_decimal()).collect();
+    let balances_after: Vec<Decimal> = recorded().map(|t| t.balance_after.as_decimal()).collect();
     let keys: Vec<Option<&str>> =
         entries.iter().map(|entry| entry.idempotency_key.as_ref().map(IdempotencyKey::as_str)).collect();
-    let (final_users, final_amounts): (Vec<&str>, Vec<Decimal>) =
-        final_balances.iter().map(|(user, balance)| (user.as_str(), balance.as_decimal())).unzip();
-    let rows = sqlx::query(WRITE_ENTRIES_AND_BALANCES)
+    let times: Vec<DateTime<Utc>> = recorded().map(|t| t.created_at).collect();
+    let hashes: Vec<&[u8]> = recorded().map(|t| &t.hash.as_bytes()[..]).collect();
+
+    // Only accounts with new entries are in `final_states`, so each has a head.
+    let heads: Vec<(&UserId, &AccountState, ChainHead)> =
+        final_states.iter().filter_map(|(user, state)| Some((user, state, state.head?))).collect();
+    let final_users: Vec<&str> = heads.iter().map(|(user, _, _)| user.as_str()).collect();
+    let final_balances: Vec<Decimal> = heads.iter().map(|(_, state, _)| state.balance.as_decimal()).collect();
+    let last_sequences: Vec<i64> = heads.iter().map(|(_, _, head)| head.sequence.to_i64()).collect();
+    let last_hashes: Vec<&[u8]> = heads.iter().map(|(_, _, head)| &head.hash.as_bytes()[..]).collect();
+    let last_times: Vec<DateTime<Utc>> = heads.iter().map(|(_, _, head)| head.created_at).collect();
+    sqlx::query(WRITE_ENTRIES_AND_ACCOUNTS)
         .bind(&ids)
         .bind(users)
+        .bind(sequences)
         .bind(amounts)
         .bind(balances_after)
         .bind(keys)
+        .bind(times)
+        .bind(hashes)
         .bind(final_users)
-        .bind(final_amounts)
-        .fetch_all(&mut **transaction)
+        .bind(final_balances)
+        .bind(last_sequences)
+        .bind(last_hashes)
+        .bind(last_times)
+        .execute(&mut **transaction)
         .await?;
-    let mut created_at_by_id = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let id: Uuid = row.try_get("id")?;
-        created_at_by_id.insert(id, row.try_get::<chrono::DateTime<chrono::Utc>, _>("created_at")?);
-    }
-    entries
-        .iter()
-        .map(|entry| {
-            let created_at = *created_at_by_id.get(&entry.id.as_uuid()).ok_or_else(|| {
-                Failure::Corrupt(corrupt(format!("entry {} was not returned by its INSERT", entry.id)))
-            })?;
-            Ok(entry.recorded_at(created_at))
-        })
-        .collect()
+    Ok(())
 }
 
 fn corrupt(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StorageError {
@@ -251,7 +264,7 @@ mod tests {
 
     async fn history(ledger: &PgLedger, user: &str) -> HistoryPage {
         let user = UserId::parse(user).expect("valid");
-        ledger.history(&user, HistoryRequest::Page(PageNumber::FIRST)).await.expect("history")
+        ledger.history(&user, HistoryRequest::Page(PageNumber::FIRST).into()).await.expect("history")
     }
 
     async fn balance(ledger: &PgLedger, user: &str) -> String {

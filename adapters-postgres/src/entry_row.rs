@@ -1,7 +1,7 @@
-//! Ledger entries as rows: the columns every query of entries reads, and their decoding.
+//! Ledger entries and accounts as rows: the columns every query of entries reads, and their decoding.
 
 use chrono::{DateTime, Utc};
-use domain::{StorageError, Transaction, TransactionId, UserId};
+use domain::{AccountState, ChainHead, EntryHash, Sequence, StorageError, Transaction, TransactionId, UserId};
 use rust_decimal::Decimal;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -9,24 +9,43 @@ use uuid::Uuid;
 
 use crate::errors::{amount_from, balance_from, storage_error};
 
-/// The columns every query of entries reads, in the order [`entry_from_row`] expects.
-pub const ENTRY_COLUMNS: &str = "seq, id, user_id, amount, balance_after, created_at";
+/// The columns every query of entries reads, as [`entry_from_row`] expects them.
+pub const ENTRY_COLUMNS: &str = "id, user_id, sequence, amount, balance_after, created_at, hash";
 
-/// An entry and its position, from a row of [`ENTRY_COLUMNS`]. Every value is checked again: a row that
-/// breaks a rule is reported as a store failure, never passed on.
-pub fn entry_from_row(row: &PgRow) -> Result<(i64, Transaction), StorageError> {
-    let seq: i64 = row.try_get("seq").map_err(storage_error)?;
+/// An entry, from a row of [`ENTRY_COLUMNS`]. Every value is checked again: a row that breaks a rule is
+/// reported as a store failure, never passed on.
+pub fn entry_from_row(row: &PgRow) -> Result<Transaction, StorageError> {
+    let corrupt = |invalid: &dyn std::fmt::Display| StorageError::Failed(invalid.to_string().into());
     let id: Uuid = row.try_get("id").map_err(storage_error)?;
     let user_id: String = row.try_get("user_id").map_err(storage_error)?;
+    let sequence: i64 = row.try_get("sequence").map_err(storage_error)?;
     let amount: Decimal = row.try_get("amount").map_err(storage_error)?;
     let balance_after: Decimal = row.try_get("balance_after").map_err(storage_error)?;
     let created_at: DateTime<Utc> = row.try_get("created_at").map_err(storage_error)?;
-    let transaction = Transaction {
+    let hash: &[u8] = row.try_get("hash").map_err(storage_error)?;
+    Ok(Transaction {
         id: TransactionId::from_uuid(id),
-        user_id: UserId::parse(&user_id).map_err(|invalid| StorageError::Failed(Box::new(invalid)))?,
+        user_id: UserId::parse(&user_id).map_err(|invalid| corrupt(&invalid))?,
+        sequence: Sequence::from_i64(sequence).map_err(|invalid| corrupt(&invalid))?,
         amount: amount_from(amount)?,
         balance_after: balance_from(balance_after)?,
         created_at,
-    };
-    Ok((seq, transaction))
+        hash: EntryHash::from_slice(hash).map_err(|invalid| corrupt(&invalid))?,
+    })
+}
+
+/// An account's state, from a row with `balance, last_sequence, last_hash, last_created_at`.
+pub fn account_from_row(row: &PgRow) -> Result<AccountState, StorageError> {
+    let corrupt = |invalid: &dyn std::fmt::Display| StorageError::Failed(invalid.to_string().into());
+    let balance = balance_from(row.try_get("balance").map_err(storage_error)?)?;
+    let last_sequence: i64 = row.try_get("last_sequence").map_err(storage_error)?;
+    if last_sequence == 0 {
+        return Ok(AccountState { balance, head: None });
+    }
+    let sequence = Sequence::from_i64(last_sequence).map_err(|invalid| corrupt(&invalid))?;
+    let hash =
+        EntryHash::from_slice(row.try_get("last_hash").map_err(storage_error)?).map_err(|invalid| corrupt(&invalid))?;
+    let created_at: Option<DateTime<Utc>> = row.try_get("last_created_at").map_err(storage_error)?;
+    let created_at = created_at.ok_or_else(|| corrupt(&"an account with entries has no last_created_at"))?;
+    Ok(AccountState { balance, head: Some(ChainHead { sequence, hash, created_at }) })
 }

@@ -23,13 +23,15 @@ mod errors;
 mod group_commit;
 mod history;
 mod retry;
+mod verify;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::{
-    AddOutcome, Balance, HistoryPage, HistoryRequest, LedgerRepository, NewAdd, RecordAddError, StorageError, UserId,
+    AddOutcome, Balance, HistoryPage, HistoryQuery, LedgerRepository, NewAdd, RecordAddError, StorageError, UserId,
 };
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -37,6 +39,7 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 
 pub use errors::ConnectError;
 pub use group_commit::GroupCommitSettings;
+pub use verify::{LedgerVerification, VerifyError, VerifyReport};
 
 use balance_reads::BalanceReader;
 use batch::Deadlines;
@@ -213,8 +216,13 @@ impl LedgerRepository for PgLedger {
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
-    async fn history(&self, user_id: &UserId, request: HistoryRequest) -> Result<HistoryPage, StorageError> {
-        history::page(&self.pool, user_id, request).await
+    async fn balance_at(&self, user_id: &UserId, at: DateTime<Utc>) -> Result<Balance, StorageError> {
+        history::balance_at(&self.pool, user_id, at).await
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    async fn history(&self, user_id: &UserId, query: HistoryQuery) -> Result<HistoryPage, StorageError> {
+        history::page(&self.pool, user_id, query).await
     }
 
     async fn check_ready(&self) -> Result<(), StorageError> {

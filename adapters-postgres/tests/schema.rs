@@ -46,24 +46,28 @@ async fn the_database_refuses_money_that_breaks_the_rules() {
         .execute(ledger.pool())
         .await
         .expect("an empty account is fine");
+    let entry = |user: &str, sequence: i64, amount: &str, balance_after: &str, hash_bytes: usize| {
+        format!(
+            "INSERT INTO ledger_entries (id, user_id, sequence, amount, balance_after, created_at, hash)
+             VALUES (gen_random_uuid(), '{user}', {sequence}, {amount}, {balance_after}, now(),
+                     decode(repeat('ab', {hash_bytes}), 'hex'))"
+        )
+    };
+    sqlx::raw_sql(&entry("gopal", 1, "5", "5", 32)).execute(ledger.pool()).await.expect("a valid entry is fine");
     for (sql, constraint) in [
-        ("UPDATE accounts SET balance = 1000000000000.01", "accounts_balance_within_limit"),
-        ("UPDATE accounts SET balance = -0.01", "accounts_balance_within_limit"),
-        ("INSERT INTO accounts (user_id, balance) VALUES ('bad user', 0)", "accounts_user_id_shape"),
-        (
-            "INSERT INTO ledger_entries (id, user_id, amount, balance_after) VALUES (gen_random_uuid(), 'gopal', 0, 0)",
-            "ledger_entries_amount_valid",
-        ),
-        (
-            "INSERT INTO ledger_entries (id, user_id, amount, balance_after) VALUES (gen_random_uuid(), 'gopal', -5, 5)",
-            "ledger_entries_amount_valid",
-        ),
-        (
-            "INSERT INTO ledger_entries (id, user_id, amount, balance_after) VALUES (gen_random_uuid(), 'nobody', 5, 5)",
-            "ledger_entries_user_id_fkey",
-        ),
+        ("UPDATE accounts SET balance = 1000000000000.01".to_owned(), "accounts_balance_within_limit"),
+        ("UPDATE accounts SET balance = -0.01".to_owned(), "accounts_balance_within_limit"),
+        ("UPDATE accounts SET last_sequence = -1".to_owned(), "accounts_last_sequence_valid"),
+        ("UPDATE accounts SET last_hash = '\\x00'".to_owned(), "accounts_last_hash_length"),
+        ("INSERT INTO accounts (user_id, balance) VALUES ('bad user', 0)".to_owned(), "accounts_user_id_shape"),
+        (entry("gopal", 2, "0", "5", 32), "ledger_entries_amount_valid"),
+        (entry("gopal", 2, "-5", "5", 32), "ledger_entries_amount_valid"),
+        (entry("nobody", 1, "5", "5", 32), "ledger_entries_user_id_fkey"),
+        (entry("gopal", 0, "5", "10", 32), "ledger_entries_sequence_valid"),
+        (entry("gopal", 1, "5", "10", 32), "ledger_entries_user_sequence"),
+        (entry("gopal", 2, "5", "10", 31), "ledger_entries_hash_length"),
     ] {
-        let error = sql_error(&ledger, sql).await;
+        let error = sql_error(&ledger, &sql).await;
         assert!(error.contains(constraint), "{sql}: {error}");
     }
 }

@@ -30,7 +30,7 @@ async fn balance(ledger: &PgLedger, user: &str) -> String {
 
 async fn history_length(ledger: &PgLedger, user: &str) -> usize {
     let user = UserId::parse(user).expect("valid");
-    ledger.history(&user, HistoryRequest::Page(PageNumber::FIRST)).await.expect("history").transactions.len()
+    ledger.history(&user, HistoryRequest::Page(PageNumber::FIRST).into()).await.expect("history").transactions.len()
 }
 
 /// A ledger of its own on a new database, with the given timeouts.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use adapters_http::{ApiKeys, HttpSettings, RateLimitSettings, ServeSettings};
+use adapters_http::{ApiKeys, CursorKey, HttpSettings, RateLimitSettings, ServeSettings};
 use adapters_postgres::{GroupCommitSettings, PgSettings};
 use clap::{CommandFactory, FromArgMatches};
 
@@ -40,13 +40,17 @@ impl fmt::Display for Milliseconds {
 #[derive(clap::Parser)]
 #[command(name = "bitburst", version, about = "BitBurst: a ledger of user balances in USD, over HTTP.")]
 pub struct Config {
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on.
     #[arg(long, env = "BITBURST_ADDR", default_value = "0.0.0.0:8080")]
     pub addr: SocketAddr,
 
     /// PostgreSQL to keep the ledger in, as a `postgres://` URL. Without it the ledger lives in memory
     /// and is lost when the process stops.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL", global = true)]
     pub database_url: Option<String>,
 
     /// Connections to PostgreSQL this instance may hold. Instances x pool size must stay below the
@@ -179,6 +183,12 @@ pub struct Config {
     )]
     pub header_read_timeout_ms: Milliseconds,
 
+    /// The secret that signs history cursors (at least 16 characters; 32 random ones are wise). Give every
+    /// instance behind one load balancer the same one. Without it each instance makes its own at start, and
+    /// a cursor works only on the instance that issued it, until it restarts.
+    #[arg(long, env = "BITBURST_CURSOR_SECRET", hide_env_values = true, value_parser = cursor_secret, value_name = "SECRET")]
+    pub cursor_secret: Option<String>,
+
     /// After SIGTERM, how long the instance keeps serving new requests while /readyz already answers 503,
     /// so that a load balancer takes it out first; then it stops accepting and finishes what is in flight.
     #[arg(
@@ -198,6 +208,32 @@ pub struct Config {
         value_name = "MILLISECONDS"
     )]
     pub shutdown_timeout_ms: Milliseconds,
+}
+
+fn cursor_secret(text: &str) -> Result<String, String> {
+    if text.chars().count() < 16 {
+        return Err("a cursor secret needs at least 16 characters".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
+/// What the binary can do besides serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Check the whole ledger in the PostgreSQL of --database-url from one consistent snapshot: each
+    /// user's transactions numbered without gaps, each balance after a transaction the one before plus its
+    /// amount, no transaction timed before the one before it, each hash chain intact, each stored balance
+    /// equal to its transactions. Prints each user and transaction that breaks a rule; exits 0 if none
+    /// does, 1 if one does, 2 if the ledger could not be read.
+    Verify(VerifyArgs),
+}
+
+/// How `bitburst verify` reports.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// Print one JSON object (clean, users, transactions, seconds, findings) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl Config {
@@ -246,6 +282,7 @@ impl Config {
             api_keys: self.api_keys()?,
             metrics_require_key: self.metrics_require_key,
             rate_limit: self.rate_limit(),
+            cursor_key: self.cursor_secret.as_deref().map_or_else(CursorKey::random, CursorKey::from_secret),
             ..HttpSettings::default()
         })
     }

@@ -6,7 +6,9 @@ mod config;
 mod shutdown;
 mod startup;
 mod telemetry;
+mod verify;
 
-pub use config::{Config, LogFormat, Milliseconds};
+pub use config::{Command, Config, LogFormat, Milliseconds, VerifyArgs};
 pub use startup::{Application, StartupError};
 pub use telemetry::init_logs;
+pub use verify::verify;

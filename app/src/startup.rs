@@ -47,6 +47,12 @@ impl Application {
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
         let prometheus = telemetry::prometheus();
         let settings = config.http()?;
+        if config.cursor_secret.is_none() {
+            tracing::warn!(
+                "no BITBURST_CURSOR_SECRET: history cursors of this instance work only here, until it restarts; give \
+                 every instance the same secret"
+            );
+        }
         if settings.api_keys.is_some() {
             tracing::info!("API keys configured: /users/... requests need Authorization: Bearer <key>");
         } else {

@@ -93,8 +93,11 @@ fn start_nginx(binary: &Path, upstreams: &[String]) -> Nginx {
     nginx
 }
 
+/// Instances behind one load balancer share their cursor secret, so a page reached through one instance
+/// continues on any other.
 fn instances(count: usize, url: &str) -> Vec<TestApp> {
-    (0..count).map(|_| spawn_app(&[], &[("DATABASE_URL", url)])).collect()
+    let shared = [("DATABASE_URL", url), ("BITBURST_CURSOR_SECRET", "the secret every instance here shares")];
+    (0..count).map(|_| spawn_app(&[], &shared)).collect()
 }
 
 async fn adds_served(app: &TestApp) -> u64 {

@@ -11,7 +11,8 @@ pub use history::{HistoryView, NextPage};
 
 use std::sync::Arc;
 
-use domain::{Balance, HistoryRequest, LedgerRepository, StorageError, UserId};
+use chrono::{DateTime, Utc};
+use domain::{Balance, HistoryQuery, LedgerRepository, StorageError, UserId};
 
 /// The ledger's use cases over one store.
 #[derive(Clone)]
@@ -37,11 +38,19 @@ impl Ledger {
         self.repository.balance(user_id).await
     }
 
-    /// One page of the user's history, newest first.
+    /// How much money the user had at `at`: what the user's last transaction recorded at or before then
+    /// left; zero before the first.
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
-    pub async fn history(&self, user_id: &UserId, request: HistoryRequest) -> Result<HistoryView, StorageError> {
-        let page = self.repository.history(user_id, request).await?;
-        Ok(HistoryView::new(request.page_number(), page))
+    pub async fn balance_at(&self, user_id: &UserId, at: DateTime<Utc>) -> Result<Balance, StorageError> {
+        self.repository.balance_at(user_id, at).await
+    }
+
+    /// One page of the user's history (all of it, or the query's time range), newest first.
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn history(&self, user_id: &UserId, query: impl Into<HistoryQuery>) -> Result<HistoryView, StorageError> {
+        let query = query.into();
+        let page = self.repository.history(user_id, query).await?;
+        Ok(HistoryView::new(query.request.page_number(), page))
     }
 
     /// Whether the store answers, for readiness probes.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use adapters_memory::InMemoryLedger;
 use application::Ledger;
 use domain::{
-    Amount, HistoryPage, HistoryRequest, IdempotencyKey, LedgerPosition, MockLedgerRepository, NewAdd, PageNumber,
-    RecordAddError, StorageError, UserId,
+    Amount, HistoryPage, HistoryRequest, IdempotencyKey, MockLedgerRepository, NewAdd, PageNumber, RecordAddError,
+    Sequence, StorageError, UserId,
 };
 
 fn user(id: &str) -> UserId {
@@ -122,7 +122,7 @@ async fn the_last_numberable_page_has_no_next_page_even_if_the_store_has_more() 
     repository
         .expect_history()
         .times(1)
-        .returning(|_, _| Ok(HistoryPage { transactions: vec![], continues_before: Some(LedgerPosition::new(1)) }));
+        .returning(|_, _| Ok(HistoryPage { transactions: vec![], continues_before: Some(Sequence::FIRST) }));
     let ledger = Ledger::new(Arc::new(repository));
     let last = PageNumber::parse(&u32::MAX.to_string()).expect("valid page");
     let view = ledger.history(&user("gopal"), HistoryRequest::Page(last)).await.expect("history");

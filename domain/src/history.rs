@@ -1,8 +1,9 @@
-use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 
-use crate::Transaction;
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+
+use crate::{Sequence, Transaction};
 
 /// Transactions on one history page.
 pub const PAGE_SIZE: u32 = 10;
@@ -29,6 +30,11 @@ impl PageNumber {
         NonZeroU32::from_str(text).map(Self).map_err(|_| invalid())
     }
 
+    /// A page number from its value; `None` for 0.
+    pub fn new(number: u32) -> Option<Self> {
+        NonZeroU32::new(number).map(Self)
+    }
+
     /// The page number.
     pub fn get(self) -> u32 {
         self.0.get()
@@ -45,73 +51,82 @@ impl PageNumber {
     }
 }
 
-/// Where a transaction stands in its user's history: later transactions have greater positions. A store
-/// assigns positions; nothing but ordering may be read into them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LedgerPosition(i64);
+/// The times a history is read between: `from` inclusive, `to` exclusive, either or both open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TimeRange {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
 
-impl LedgerPosition {
-    /// A position as a store keeps it.
-    pub fn new(position: i64) -> Self {
-        Self(position)
+/// A range whose start is not before its end.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("from ({from}) must be before to ({to})")]
+pub struct InvalidTimeRange {
+    /// The start asked for.
+    pub from: DateTime<Utc>,
+    /// The end asked for.
+    pub to: DateTime<Utc>,
+}
+
+impl TimeRange {
+    /// Every transaction.
+    pub const ALL: Self = Self { from: None, to: None };
+
+    /// The transactions recorded at `from` or later and before `to`.
+    pub fn new(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Result<Self, InvalidTimeRange> {
+        match (from, to) {
+            (Some(from), Some(to)) if from >= to => Err(InvalidTimeRange { from, to }),
+            _ => Ok(Self { from, to }),
+        }
     }
 
-    /// The position as a store keeps it.
-    pub fn get(self) -> i64 {
-        self.0
+    /// The start, as asked for.
+    pub fn from(&self) -> Option<DateTime<Utc>> {
+        self.from
+    }
+
+    /// The end, as asked for.
+    pub fn to(&self) -> Option<DateTime<Utc>> {
+        self.to
+    }
+
+    /// The first recording time in the range at the microsecond precision of recording times.
+    pub fn first_microsecond(&self) -> Option<DateTime<Utc>> {
+        self.from.map(round_up_to_microseconds)
+    }
+
+    /// The first recording time past the range at the microsecond precision of recording times.
+    pub fn end_microsecond(&self) -> Option<DateTime<Utc>> {
+        self.to.map(round_up_to_microseconds)
+    }
+
+    /// Whether a transaction recorded at `time` is in the range.
+    pub fn contains(&self, time: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|from| time >= from) && self.to.is_none_or(|to| time < to)
     }
 }
 
-/// Where a keyset page starts: the transactions older than `before`, numbered as page `page`.
+/// Recording times are whole microseconds: a time between two of them is, for `>=` and `<`, the later one.
+fn round_up_to_microseconds(time: DateTime<Utc>) -> DateTime<Utc> {
+    let truncated = time.trunc_subsecs(6);
+    if truncated == time { time } else { truncated + TimeDelta::microseconds(1) }
+}
+
+/// Where a keyset page starts: the transactions before sequence `before`, numbered as page `page`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryCursor {
     /// The number of the page this cursor opens.
     pub page: PageNumber,
-    /// The position of the last transaction of the previous page.
-    pub before: LedgerPosition,
-}
-
-/// A cursor text that this service did not issue.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the cursor {0:?} was not issued by this service; use the next_cursor of a history page")]
-pub struct HistoryCursorError(pub String);
-
-const CURSOR_PREFIX: &str = "c1-";
-
-impl HistoryCursor {
-    /// Reads a cursor written by its [`Display`](fmt::Display).
-    pub fn parse(text: &str) -> Result<Self, HistoryCursorError> {
-        let invalid = || HistoryCursorError(text.to_owned());
-        let body = text.strip_prefix(CURSOR_PREFIX).ok_or_else(invalid)?;
-        let (page, before) = body.split_once('-').ok_or_else(invalid)?;
-        let is_hex =
-            |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-        if !is_hex(page) || !is_hex(before) {
-            return Err(invalid());
-        }
-        let page = u32::from_str_radix(page, 16).ok().and_then(NonZeroU32::new).ok_or_else(invalid)?;
-        let before = i64::from_str_radix(before, 16).map_err(|_| invalid())?;
-        let cursor = Self { page: PageNumber(page), before: LedgerPosition(before) };
-        // Only the canonical spelling was issued: no leading zeros.
-        if cursor.to_string() != text {
-            return Err(invalid());
-        }
-        Ok(cursor)
-    }
-}
-
-impl fmt::Display for HistoryCursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{CURSOR_PREFIX}{:x}-{:x}", self.page.get(), self.before.0)
-    }
+    /// The sequence of the last transaction of the previous page.
+    pub before: Sequence,
 }
 
 /// Which history page to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HistoryRequest {
-    /// Offset pagination: skip `(page - 1) × 10` transactions. Cost grows with the page number.
+    /// Numbered pages: page N starts `(N - 1) × 10` transactions below the newest of the range.
     Page(PageNumber),
-    /// Keyset pagination: the page that follows a cursor. Cost does not grow with depth.
+    /// Keyset pages: the page that follows a cursor.
     After(HistoryCursor),
 }
 
@@ -125,18 +140,39 @@ impl HistoryRequest {
     }
 }
 
+/// A history page to read: which page of which times. Either way its cost does not grow with the
+/// length of the history, since sequences have no gaps and recording times never go back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// The times to read between.
+    pub range: TimeRange,
+    /// The page of them.
+    pub request: HistoryRequest,
+}
+
+impl From<HistoryRequest> for HistoryQuery {
+    fn from(request: HistoryRequest) -> Self {
+        Self { range: TimeRange::ALL, request }
+    }
+}
+
 /// One page of a user's transactions, newest first, as a store returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryPage {
     /// At most [`PAGE_SIZE`] transactions, newest first.
     pub transactions: Vec<Transaction>,
-    /// The position of the last transaction on this page when older ones exist; `None` on the last page.
-    pub continues_before: Option<LedgerPosition>,
+    /// The sequence of the last transaction on this page when older ones in the range exist; `None` on
+    /// the last page.
+    pub continues_before: Option<Sequence>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn time(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).expect("RFC 3339").to_utc()
+    }
 
     #[test]
     fn page_numbers_are_whole_numbers_from_one() {
@@ -155,19 +191,29 @@ mod tests {
     }
 
     #[test]
-    fn cursors_round_trip() {
-        let cursor =
-            HistoryCursor { page: PageNumber::parse("7").expect("valid"), before: LedgerPosition::new(12_345) };
-        assert_eq!(HistoryCursor::parse(&cursor.to_string()), Ok(cursor));
+    fn a_range_starts_before_it_ends() {
+        let (early, late) = (time("2026-12-01T00:00:00Z"), time("2026-12-02T00:00:00+01:00"));
+        assert!(TimeRange::new(Some(early), Some(late)).is_ok());
+        assert_eq!(TimeRange::new(Some(late), Some(early)), Err(InvalidTimeRange { from: late, to: early }));
+        assert_eq!(TimeRange::new(Some(early), Some(early)), Err(InvalidTimeRange { from: early, to: early }));
+        assert!(TimeRange::new(None, Some(early)).is_ok() && TimeRange::new(Some(late), None).is_ok());
     }
 
     #[test]
-    fn cursors_we_did_not_issue_are_refused() {
-        for bad in [
-            "", "abc", "c1-", "c1-1", "c1-0-5", "c1-01-5", "c1-1-05", "c1-A-5", "c1-1-x", "c2-1-5", "c1-1-5-6",
-            "c1-1--5",
-        ] {
-            assert_eq!(HistoryCursor::parse(bad), Err(HistoryCursorError(bad.to_owned())), "{bad:?}");
-        }
+    fn a_range_holds_its_start_but_not_its_end() {
+        let range =
+            TimeRange::new(Some(time("2026-12-01T00:00:00Z")), Some(time("2026-12-01T00:00:01Z"))).expect("a range");
+        assert!(range.contains(time("2026-12-01T00:00:00Z")));
+        assert!(range.contains(time("2026-12-01T00:00:00.999999Z")));
+        assert!(!range.contains(time("2026-12-01T00:00:01Z")));
+        assert!(!range.contains(time("2026-11-30T23:59:59.999999Z")));
+    }
+
+    #[test]
+    fn bounds_between_microseconds_round_to_the_next_one() {
+        let range = TimeRange::new(Some(time("2026-12-01T00:00:00.0000001Z")), Some(time("2026-12-01T00:00:01Z")))
+            .expect("a range");
+        assert_eq!(range.first_microsecond(), Some(time("2026-12-01T00:00:00.000001Z")));
+        assert_eq!(range.end_microsecond(), Some(time("2026-12-01T00:00:01Z")));
     }
 }

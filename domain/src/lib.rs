@@ -6,6 +6,8 @@
 //! and [`LedgerRepository`] is the port through which the application reaches storage.
 
 mod add_decision;
+mod audit;
+mod entry_hash;
 mod history;
 mod idempotency_key;
 mod money;
@@ -13,15 +15,17 @@ mod repository;
 mod transaction;
 mod user_id;
 
-pub use add_decision::{AccountState, AddsDecided, Decision, NewEntry, RecordedKeys, Refusal, decide_adds};
+pub use add_decision::{AccountState, AddsDecided, ChainHead, Decision, NewEntry, RecordedKeys, Refusal, decide_adds};
+pub use audit::{Finding, HistoryAudit, Problem};
+pub use entry_hash::{EntryHash, InvalidEntryHash, canonical_encoding};
 pub use history::{
-    HistoryCursor, HistoryCursorError, HistoryPage, HistoryRequest, LedgerPosition, PAGE_SIZE, PageNumber,
-    PageNumberError,
+    HistoryCursor, HistoryPage, HistoryQuery, HistoryRequest, InvalidTimeRange, PAGE_SIZE, PageNumber, PageNumberError,
+    TimeRange,
 };
 pub use idempotency_key::{IdempotencyKey, IdempotencyKeyError};
 pub use money::{Amount, AmountError, Balance, BalanceLimitExceeded, InvalidBalance, MAX_AMOUNT, MAX_BALANCE};
 #[cfg(feature = "mocks")]
 pub use repository::MockLedgerRepository;
 pub use repository::{AddOutcome, LedgerRepository, NewAdd, RecordAddError, StorageCause, StorageError, error_chain};
-pub use transaction::{Transaction, TransactionId, recording_time};
+pub use transaction::{InvalidSequence, Sequence, Transaction, TransactionId, format_recording_time, recording_time};
 pub use user_id::{UserId, UserIdError};

@@ -2,7 +2,9 @@ use std::error::Error;
 
 use async_trait::async_trait;
 
-use crate::{Amount, Balance, BalanceLimitExceeded, HistoryPage, HistoryRequest, IdempotencyKey, Transaction, UserId};
+use chrono::{DateTime, Utc};
+
+use crate::{Amount, Balance, BalanceLimitExceeded, HistoryPage, HistoryQuery, IdempotencyKey, Transaction, UserId};
 
 /// Money to add to a user's balance, as the caller asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,8 +103,13 @@ pub trait LedgerRepository: Send + Sync {
     /// The user's balance; [`Balance::ZERO`] for a user with no transactions.
     async fn balance(&self, user_id: &UserId) -> Result<Balance, StorageError>;
 
-    /// One page of the user's transactions, newest first, in the order the ledger recorded them.
-    async fn history(&self, user_id: &UserId, request: HistoryRequest) -> Result<HistoryPage, StorageError>;
+    /// The user's balance as it stood at `at`: the `balance_after` of the user's last transaction recorded
+    /// at or before `at`, [`Balance::ZERO`] before the first. Its cost does not grow with the history.
+    async fn balance_at(&self, user_id: &UserId, at: DateTime<Utc>) -> Result<Balance, StorageError>;
+
+    /// One page of the user's transactions in the query's range, newest first, in the order the ledger
+    /// recorded them.
+    async fn history(&self, user_id: &UserId, query: HistoryQuery) -> Result<HistoryPage, StorageError>;
 
     /// Whether the store answers now.
     async fn check_ready(&self) -> Result<(), StorageError>;

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use domain::{
-    AddOutcome, Amount, Balance, HistoryCursor, HistoryPage, HistoryRequest, IdempotencyKey, LedgerRepository, NewAdd,
-    PAGE_SIZE, PageNumber, RecordAddError, Transaction, UserId,
+    AddOutcome, Amount, Balance, EntryHash, HistoryCursor, HistoryPage, HistoryQuery, HistoryRequest, IdempotencyKey,
+    LedgerRepository, NewAdd, PAGE_SIZE, PageNumber, RecordAddError, TimeRange, Transaction, UserId,
 };
 use rust_decimal::Decimal;
 
@@ -31,6 +31,9 @@ macro_rules! ledger_contract_tests {
             a_repeat_is_replayed_even_at_the_balance_limit,
             history_is_newest_first_ten_a_page,
             keyset_pages_match_offset_pages,
+            each_users_transactions_are_numbered_and_chained,
+            a_balance_at_a_time_is_what_the_last_transaction_by_then_left,
+            a_time_range_pages_only_the_transactions_within_it,
             concurrent_repeats_of_one_key_apply_once,
             concurrent_adds_to_one_hot_user_are_exact,
             concurrent_adds_to_many_users_are_exact,
@@ -80,7 +83,7 @@ async fn balance(subject: &Subject, user_id: &UserId) -> String {
 }
 
 async fn page(subject: &Subject, user_id: &UserId, request: HistoryRequest) -> HistoryPage {
-    subject.history(user_id, request).await.expect("the store answers")
+    subject.history(user_id, request.into()).await.expect("the store answers")
 }
 
 fn page_number(number: u32) -> PageNumber {
@@ -89,10 +92,16 @@ fn page_number(number: u32) -> PageNumber {
 
 /// Every transaction of a user, newest first, read through keyset pages.
 pub async fn full_history(subject: &Subject, user_id: &UserId) -> Vec<Transaction> {
+    history_within(subject, user_id, TimeRange::ALL).await
+}
+
+/// Every transaction of a user in `range`, newest first, read through keyset pages.
+async fn history_within(subject: &Subject, user_id: &UserId, range: TimeRange) -> Vec<Transaction> {
     let mut all = Vec::new();
     let mut request = HistoryRequest::Page(PageNumber::FIRST);
     loop {
-        let current = page(subject, user_id, request).await;
+        let query = HistoryQuery { range, request };
+        let current = subject.history(user_id, query).await.expect("the store answers");
         all.extend(current.transactions);
         let Some(before) = current.continues_before else { return all };
         let next = request.page_number().next().expect("test histories are short");
@@ -100,18 +109,27 @@ pub async fn full_history(subject: &Subject, user_id: &UserId) -> Vec<Transactio
     }
 }
 
-/// The invariant of a ledger: read oldest first, every entry's `balance_after` is the previous one plus its
-/// amount, and the last one is the balance.
+/// The invariant of a ledger: read oldest first, the entries are numbered 1, 2, 3, ..., each one's hash
+/// chains it to the one before, its time is not before the one before, its `balance_after` is the previous
+/// one plus its amount, and the last one is the balance.
 pub async fn assert_ledger_is_consistent(subject: &Subject, user_id: &UserId) -> Vec<Transaction> {
     let history = full_history(subject, user_id).await;
     for pair in history.windows(2) {
         assert!(pair[0].created_at >= pair[1].created_at, "history is newest first by created_at too: {pair:?}");
     }
     let mut running = Balance::ZERO;
-    for transaction in history.iter().rev() {
+    let mut previous_hash = EntryHash::GENESIS;
+    for (number, transaction) in (1_u64..).zip(history.iter().rev()) {
         running = running.credit(transaction.amount).expect("history stays within the limit");
         assert_eq!(transaction.balance_after, running, "balance_after of {} breaks the running sum", transaction.id);
         assert_eq!(&transaction.user_id, user_id);
+        assert_eq!(transaction.sequence.get(), number, "{user_id}: sequences have no gaps");
+        assert_eq!(
+            transaction.hash,
+            transaction.chained_hash(&previous_hash),
+            "{user_id}: the chain breaks at {number}"
+        );
+        previous_hash = transaction.hash;
     }
     assert_eq!(subject.balance(user_id).await.expect("the store answers"), running, "balance differs from history");
     history
@@ -269,6 +287,72 @@ pub async fn keyset_pages_match_offset_pages(subject: Subject) {
     applied(&subject, add(&gopal, "1000", None)).await;
     let second = page(&subject, &gopal, HistoryRequest::After(HistoryCursor { page: page_number(2), before })).await;
     assert_eq!(second.transactions, by_offset[10..20]);
+}
+
+pub async fn each_users_transactions_are_numbered_and_chained(subject: Subject) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let first = applied(&subject, add(&alice, "1", Some("a-1"))).await;
+    applied(&subject, add(&bob, "2", None)).await;
+    let second = applied(&subject, add(&alice, "3", None)).await;
+    let replayed = subject.record_add(add(&alice, "1", Some("a-1"))).await.expect("a repeat succeeds");
+    let third = applied(&subject, add(&alice, "4", None)).await;
+    let numbers: Vec<u64> = [&first, &second, &third].iter().map(|t| t.sequence.get()).collect();
+    assert_eq!(numbers, [1, 2, 3], "a replay takes no number, and other users' adds do not count");
+    assert_eq!(replayed, AddOutcome::Replayed(first.clone()));
+    assert_eq!(first.hash, first.chained_hash(&EntryHash::GENESIS));
+    assert_eq!(second.hash, second.chained_hash(&first.hash));
+    assert_eq!(third.hash, third.chained_hash(&second.hash));
+    assert_eq!(full_history(&subject, &alice).await, vec![third, second, first], "history shows what adds answered");
+    let bobs = assert_ledger_is_consistent(&subject, &bob).await;
+    assert_eq!(bobs[0].sequence.get(), 1, "each user's numbers start at 1");
+}
+
+pub async fn a_balance_at_a_time_is_what_the_last_transaction_by_then_left(subject: Subject) {
+    let gopal = user("gopal");
+    let mut recorded = Vec::new();
+    for amount_text in ["1", "2", "4", "8"] {
+        recorded.push(applied(&subject, add(&gopal, amount_text, None)).await);
+    }
+    let at = |time: chrono::DateTime<chrono::Utc>| {
+        let subject = Arc::clone(&subject);
+        let gopal = gopal.clone();
+        async move { subject.balance_at(&gopal, time).await.expect("the store answers").to_string() }
+    };
+    let first_time = recorded[0].created_at;
+    assert_eq!(at(first_time - chrono::Duration::microseconds(1)).await, "0.00", "before the first transaction");
+    for transaction in &recorded {
+        // The last transaction recorded at or before that time; several may share a microsecond.
+        let expected = recorded.iter().rfind(|t| t.created_at <= transaction.created_at).expect("itself");
+        assert_eq!(at(transaction.created_at).await, expected.balance_after.to_string());
+    }
+    assert_eq!(at(chrono::Utc::now() + chrono::Duration::days(1)).await, "15.00");
+    assert_eq!(subject.balance_at(&user("nobody"), first_time).await.expect("answers").to_string(), "0.00");
+}
+
+pub async fn a_time_range_pages_only_the_transactions_within_it(subject: Subject) {
+    let gopal = user("gopal");
+    let mut recorded = Vec::new();
+    for index in 1..=40 {
+        recorded.push(applied(&subject, add(&gopal, &index.to_string(), None)).await);
+    }
+    let from = recorded[5].created_at;
+    let to = recorded[33].created_at;
+    let range = TimeRange::new(Some(from), Some(to)).expect("from is before to");
+    let expected: Vec<Transaction> =
+        recorded.iter().rev().filter(|t| t.created_at >= from && t.created_at < to).cloned().collect();
+    assert!(expected.len() > 2 * PAGE_SIZE as usize, "the range spans several pages");
+    assert_eq!(history_within(&subject, &gopal, range).await, expected, "by cursor");
+    let mut by_number = Vec::new();
+    for number in 1..=4 {
+        let query = HistoryQuery { range, request: HistoryRequest::Page(page_number(number)) };
+        by_number.extend(subject.history(&gopal, query).await.expect("the store answers").transactions);
+    }
+    assert_eq!(by_number, expected, "by page number");
+    let open_ended = TimeRange::new(Some(to), None).expect("a range");
+    let tail: Vec<Transaction> = recorded.iter().rev().filter(|t| t.created_at >= to).cloned().collect();
+    assert_eq!(history_within(&subject, &gopal, open_ended).await, tail);
+    let before_all = TimeRange::new(None, Some(recorded[0].created_at)).expect("a range");
+    assert_eq!(history_within(&subject, &gopal, before_all).await, vec![], "nothing before the first");
 }
 
 pub async fn concurrent_repeats_of_one_key_apply_once(subject: Subject) {

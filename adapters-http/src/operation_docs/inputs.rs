@@ -99,24 +99,41 @@ pub(crate) struct IdempotencyKeyParam {
 }
 
 /// Which page of history `GET /users/{uid}/history` answers: `page` or `cursor`, not both (400
-/// `/problems/conflicting-pagination`); page 1 without either.
+/// `/problems/conflicting-pagination`); page 1 without either. With `from` and/or `to`, only the
+/// transactions recorded in that range.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code, reason = "documentation only: extract::HistoryQuery reads the query")]
+#[allow(dead_code, reason = "documentation only: extract::HistoryArgs reads the query")]
 pub(crate) struct HistoryParams {
-    /// Offset pages of 10, from 1 (the default) to 4294967295; not with `cursor`. Anything else: 400
-    /// `/problems/invalid-page`. A page past the end is an empty list.
+    /// Numbered pages of 10, from 1 (the default) to 4294967295; not with `cursor`. Anything else: 400
+    /// `/problems/invalid-page`. A page past the end is an empty list. Page 10,000 costs what page 1 costs.
     // i64, not the u32 it is read as: a u32 is documented as `int32`, which would leave out pages past 2^31.
     #[param(minimum = 1, maximum = 4_294_967_295_i64, example = 2, nullable = false)]
     page: Option<i64>,
-    /// Keyset pages: the `next_cursor` of the previous page; not with `page`. A cursor this service did not
-    /// issue: 400 `/problems/invalid-cursor`.
-    // The pattern is the spelling of the cursors issued (page and position in lowercase hex, no leading zero),
-    // so that a tool generating requests from this document sends only cursors this service reads.
-    #[param(
-        pattern = r"^c1-[1-9a-f][0-9a-f]{0,7}-(?:0|[1-9a-f][0-9a-f]{0,14}|[1-7][0-9a-f]{15})$",
-        example = "c1-2-f",
-        nullable = false
-    )]
+    /// Keyset pages: the `next_cursor` of the previous page, with the same `from` and `to`; not with
+    /// `page`. Opaque. A cursor this service did not issue, or issued for another user or range: 400
+    /// `/problems/invalid-cursor`.
+    #[param(pattern = r"^[0-9a-f]{56}$", nullable = false)]
     cursor: Option<String>,
+    /// Only transactions recorded at this time or later: an RFC 3339 date-time (any offset; escape `+`
+    /// as `%2B`). Not RFC 3339: 400 `/problems/invalid-time`; not before `to`: 400
+    /// `/problems/invalid-time-range`.
+    #[param(format = DateTime, example = "2026-11-01T00:00:00Z", nullable = false)]
+    from: Option<String>,
+    /// Only transactions recorded before this time: an RFC 3339 date-time. Not RFC 3339: 400
+    /// `/problems/invalid-time`.
+    #[param(format = DateTime, example = "2026-12-01T00:00:00Z", nullable = false)]
+    to: Option<String>,
+}
+
+/// The time `GET /users/{uid}/balance` answers for.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "documentation only: extract::BalanceAt reads the query")]
+pub(crate) struct BalanceParams {
+    /// The balance as it stood at this time: the `balance_after` of the user's last transaction recorded
+    /// at or before it (`0.00` before the first); the answer then carries `as_of`. An RFC 3339 date-time
+    /// (any offset; escape `+` as `%2B`); anything else: 400 `/problems/invalid-time`.
+    #[param(format = DateTime, example = "2026-11-30T00:00:00Z", nullable = false)]
+    at: Option<String>,
 }
