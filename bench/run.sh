@@ -23,38 +23,13 @@ RESULTS=$REPO/bench/results
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RAW=$RESULTS/raw/$STAMP.jsonl
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 
 [[ $BENCH_SECONDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a whole number of seconds, not '$BENCH_SECONDS'"
 [[ $POOL_SIZE =~ ^[1-9][0-9]*$ ]] || die "BITBURST_PG_POOL_SIZE must be a whole number, not '$POOL_SIZE'"
 
-is_root() { [[ $(id -u) -eq 0 ]]; }
-
-apt_install() {
-    is_root || die "$* missing and not root: install it (Debian: apt-get install $*)"
-    log "installing $* with apt-get"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
-}
-
-# PostgreSQL's server binaries: BENCH_PG_BIN, else 15's Debian directory, else pg_config's, else the
-# newest installed; installed with apt when there is none.
-find_pg_bin() {
-    local candidate
-    for candidate in "${BENCH_PG_BIN:-}" /usr/lib/postgresql/15/bin "$(pg_config --bindir 2>/dev/null || true)" \
-        $(printf "%s\n" /usr/lib/postgresql/*/bin | sort -V -r); do
-        if [[ -n $candidate && -x $candidate/initdb && -x $candidate/pgbench ]]; then
-            echo "$candidate"
-            return 0
-        fi
-    done
-    return 1
-}
-
-PG_BIN=$(find_pg_bin) || { apt_install postgresql postgresql-contrib; PG_BIN=$(find_pg_bin) || die "no PostgreSQL binaries"; }
-command -v jq >/dev/null || apt_install jq
-is_root && { id postgres >/dev/null 2>&1 || die "running as root needs the 'postgres' user (initdb refuses root)"; }
+require_tools
 
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     log "building bitburst and loadgen (release)"
@@ -64,75 +39,15 @@ BITBURST=$REPO/target/release/bitburst
 LOADGEN=$REPO/target/release/loadgen
 [[ -x $BITBURST && -x $LOADGEN ]] || die "target/release/bitburst and target/release/loadgen are missing"
 
-# Everything the run starts lives in WORK and dies with the script, however it ends.
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/bitburst-bench.XXXXXX")
-PG_DATA=$WORK/data
-PG_STARTED=0
-SERVER_PID=
-cleanup() {
-    local status=$?
-    stop_bitburst
-    if [[ $PG_STARTED == 1 ]]; then
-        as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1 || true
-    fi
-    if [[ $status != 0 ]]; then
-        log "failed (exit $status); last lines of the logs:"
-        tail -n 20 "$WORK"/*.log >&2 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-as_postgres() {
-    if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-# A TCP port on 127.0.0.1 that nothing listens on.
-free_port() {
-    local port
-    for _ in $(seq 1 200); do
-        # Below the ephemeral range (32768+), where loadgen's own connections could hold the port.
-        port=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
+make_workdir
 
 # --- PostgreSQL: a throwaway server with the default durability -------------------------------------
-is_root && chown postgres: "$WORK"
-PG_PORT=$(free_port)
-PG_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
-printf '%s\n' "$PG_PASSWORD" >"$WORK/pwfile"
-is_root && chown postgres: "$WORK/pwfile"
-log "initdb in $WORK (PostgreSQL from $PG_BIN)"
-as_postgres "$PG_BIN/initdb" -D "$PG_DATA" -U bench --pwfile="$WORK/pwfile" -A scram-sha-256 -E UTF8 \
-    --locale=C >"$WORK/initdb.log" 2>&1
-rm -f "$WORK/pwfile"
-# Only what the benchmark needs: fsync, synchronous_commit and full_page_writes keep their defaults (on).
-as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$WORK/postgres.log" -w -t 60 start \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $WORK -c max_connections=400 -c shared_buffers=256MB" >/dev/null
-PG_STARTED=1
-
-export PGHOST=127.0.0.1 PGPORT=$PG_PORT PGUSER=bench PGPASSWORD=$PG_PASSWORD
-psql_q() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
-DURABILITY=$(psql_q -d postgres -At -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings
-    WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'max_connections', 'shared_buffers', 'wal_level')")
-for setting in fsync=on synchronous_commit=on full_page_writes=on; do
-    [[ " $DURABILITY " == *" $setting "* ]] || die "PostgreSQL must run with $setting (has: $DURABILITY)"
-done
-PG_VERSION=$(psql_q -d postgres -At -c "SHOW server_version")
-log "PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT: $DURABILITY"
+start_postgres
 
 psql_q -d postgres -c "CREATE DATABASE ledger_pgbench" -c "CREATE DATABASE ledger_bitburst"
 psql_q -d ledger_pgbench -f "$MIGRATION"
 psql_q -d ledger_pgbench -f "$SCRIPTS/seed.sql"
 
-checkpoint() { psql_q -d postgres -c CHECKPOINT; }
 
 mkdir -p "$RESULTS/raw"
 : >"$RAW"
@@ -166,41 +81,6 @@ for clients in "${CONNECTIONS[@]}"; do run_pgbench add-hot add_hot.sql "$clients
 for clients in "${CONNECTIONS[@]}"; do run_pgbench balance-read balance_read.sql "$clients"; done
 
 # --- BitBurst over HTTP, measured and verified by loadgen --------------------------------------------
-http_ready() {
-    local port=$1 line
-    exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
-    printf 'GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
-    IFS= read -r -t 2 line <&3 || true
-    exec 3<&-
-    [[ $line == "HTTP/1.1 200"* ]]
-}
-
-# start_bitburst PORT [DATABASE_URL]: without a URL the service keeps the ledger in memory.
-start_bitburst() {
-    local port=$1 url=${2:-}
-    if [[ -n $url ]]; then
-        env DATABASE_URL="$url" BITBURST_PG_POOL_SIZE="$POOL_SIZE" BITBURST_ADDR="127.0.0.1:$port" \
-            "$BITBURST" >>"$WORK/bitburst.log" 2>&1 &
-    else
-        env -u DATABASE_URL BITBURST_ADDR="127.0.0.1:$port" "$BITBURST" >>"$WORK/bitburst.log" 2>&1 &
-    fi
-    SERVER_PID=$!
-    for _ in $(seq 1 300); do
-        if (http_ready "$port") 2>/dev/null; then return 0; fi
-        kill -0 "$SERVER_PID" 2>/dev/null || die "bitburst exited during start-up"
-        sleep 0.1
-    done
-    die "bitburst did not become ready on port $port"
-}
-
-stop_bitburst() {
-    if [[ -n $SERVER_PID ]]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=
-    fi
-}
-
 # run_loadgen SCENARIO CONNECTIONS OPERATION LOADGEN-ARGS...
 run_loadgen() {
     local scenario=$1 connections=$2 operation=$3 status=0 summary

@@ -98,7 +98,7 @@ pub(crate) const INVALID_TIME_RANGE: ProblemType = ProblemType {
     status: 400,
     title: "Invalid time range",
     when: "`from` is not before `to`",
-    detail: "from (2026-12-01 00:00:00 UTC) must be before to (2026-11-01 00:00:00 UTC)",
+    detail: "from (2026-12-01T00:00:00Z) must be before to (2026-11-01T00:00:00Z)",
     header: None,
 };
 pub(crate) const CONFLICTING_PAGINATION: ProblemType = ProblemType {

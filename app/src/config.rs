@@ -186,7 +186,7 @@ pub struct Config {
     /// The secret that signs history cursors (at least 16 characters; 32 random ones are wise). Give every
     /// instance behind one load balancer the same one. Without it each instance makes its own at start, and
     /// a cursor works only on the instance that issued it, until it restarts.
-    #[arg(long, env = "BITBURST_CURSOR_SECRET", hide_env_values = true, value_parser = cursor_secret, value_name = "SECRET")]
+    #[arg(long, env = "BITBURST_CURSOR_SECRET", hide_env_values = true, value_name = "SECRET")]
     pub cursor_secret: Option<String>,
 
     /// After SIGTERM, how long the instance keeps serving new requests while /readyz already answers 503,
@@ -210,12 +210,8 @@ pub struct Config {
     pub shutdown_timeout_ms: Milliseconds,
 }
 
-fn cursor_secret(text: &str) -> Result<String, String> {
-    if text.chars().count() < 16 {
-        return Err("a cursor secret needs at least 16 characters".to_owned());
-    }
-    Ok(text.to_owned())
-}
+/// The fewest characters a cursor secret may have.
+const MIN_CURSOR_SECRET_CHARS: usize = 16;
 
 /// What the binary can do besides serving.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -276,6 +272,13 @@ impl Config {
 
     /// The router's settings. Reads the API keys file, when one is named.
     pub fn http(&self) -> std::io::Result<HttpSettings> {
+        // Checked here rather than by clap, whose error would print the (secret) value.
+        if self.cursor_secret.as_ref().is_some_and(|secret| secret.chars().count() < MIN_CURSOR_SECRET_CHARS) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("BITBURST_CURSOR_SECRET needs at least {MIN_CURSOR_SECRET_CHARS} characters"),
+            ));
+        }
         Ok(HttpSettings {
             store_timeout: self.store_timeout(),
             add_timeout: self.add_timeout(),
@@ -349,6 +352,14 @@ mod tests {
         let http = config.http().expect("no keys file to read");
         assert_eq!(format!("{http:?}"), format!("{:?}", HttpSettings::default()));
         assert_eq!(format!("{:?}", config.serve()), format!("{:?}", ServeSettings::default()));
+    }
+
+    #[test]
+    fn a_short_cursor_secret_is_refused_without_being_shown() {
+        let config = parse(&["bitburst", "--cursor-secret", "fifteen-chars!!"]);
+        let refused = config.http().expect_err("15 characters are too few");
+        assert!(!refused.to_string().contains("fifteen"), "{refused}");
+        assert!(parse(&["bitburst", "--cursor-secret", "sixteen-chars!!!"]).http().is_ok());
     }
 
     #[test]

@@ -60,7 +60,11 @@ pub struct TimeRange {
 
 /// A range whose start is not before its end.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("from ({from}) must be before to ({to})")]
+#[error(
+    "from ({}) must be before to ({})",
+    from.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+    to.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+)]
 pub struct InvalidTimeRange {
     /// The start asked for.
     pub from: DateTime<Utc>,

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The audit trail's costs, in one command: how history pages, cursors, time ranges and balances at a time
+# cost at depth (a user with 100,000 transactions), how long the migration that numbers and hashes an
+# existing ledger takes, and how long `bitburst verify` takes over about 1.1 million transactions and
+# 100,000 users (and over a tenth of that, to show its memory stays flat). See README.md.
+#
+#   bench/audit.sh                     # about 10 minutes, most of it seeding and migrating
+#
+# Environment: BENCH_PG_BIN, BENCH_SKIP_BUILD=1 (use target/release/bitburst as it is),
+# BENCH_REQUESTS (300 per measured request).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+POOL_SIZE=8
+REQUESTS=${BENCH_REQUESTS:-300}
+FIRST_MIGRATION=$REPO/migrations/20261201000001_ledger.sql
+RESULTS=$REPO/bench/results
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
+
+require_tools
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+    log "building bitburst (release)"
+    cargo build --release -p app
+fi
+BITBURST=$REPO/target/release/bitburst
+[[ -x $BITBURST ]] || die "target/release/bitburst is missing"
+make_workdir
+start_postgres
+
+# seed DATABASE DEEP USERS: under the schema before the audit trail (as a ledger that is upgraded), one
+# user "deep" with DEEP transactions one second apart, and USERS users with 10 transactions each.
+seed() {
+    local database=$1 deep=$2 users=$3
+    psql_q -d postgres -c "CREATE DATABASE $database"
+    psql_q -d "$database" -f "$FIRST_MIGRATION"
+    # Recorded as sqlx records it, so that the service applies only the later migrations.
+    psql_q -d "$database" <<SQL
+CREATE TABLE _sqlx_migrations (version bigint PRIMARY KEY, description text NOT NULL,
+    installed_on timestamptz NOT NULL DEFAULT now(), success boolean NOT NULL, checksum bytea NOT NULL,
+    execution_time bigint NOT NULL);
+INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+VALUES (20261201000001, 'ledger', true, decode('$(sha384sum "$FIRST_MIGRATION" | cut -d' ' -f1)', 'hex'), 0);
+SQL
+    psql_q -d "$database" <<SQL
+INSERT INTO accounts (user_id, balance) VALUES ('deep', $deep);
+INSERT INTO ledger_entries (id, user_id, amount, balance_after, created_at)
+SELECT gen_random_uuid(), 'deep', 1, n, timestamptz '2026-01-01 00:00:00+00' + n * interval '1 second'
+FROM generate_series(1, $deep) AS n ORDER BY n;
+INSERT INTO accounts (user_id, balance) SELECT 'user-' || u, 55 FROM generate_series(1, $users) AS u;
+INSERT INTO ledger_entries (id, user_id, amount, balance_after, created_at)
+SELECT gen_random_uuid(), 'user-' || u, k, k * (k + 1) / 2,
+       timestamptz '2026-02-01 00:00:00+00' + u * interval '1 second' + k * interval '1 millisecond'
+FROM generate_series(1, $users) AS u, generate_series(1, 10) AS k ORDER BY u, k;
+SQL
+}
+
+log "seeding ledger_full (100,000 transactions of one user, 99,999 users x 10) and ledger_tenth"
+seed ledger_full 100000 99999
+seed ledger_tenth 10000 9999
+checkpoint
+
+url() { echo "postgres://bench:$PG_PASSWORD@127.0.0.1:$PG_PORT/$1"; }
+
+# migrate DATABASE: starts bitburst on it on BITBURST_PORT (it migrates at start) and sets
+# MIGRATION_SECONDS to the time until /readyz.
+migrate() {
+    local started
+    BITBURST_PORT=$(free_port)
+    started=$(date +%s.%N)
+    BITBURST_READY_SECONDS=1800 start_bitburst "$BITBURST_PORT" "$(url "$1")"
+    MIGRATION_SECONDS=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+}
+
+log "migrating ledger_tenth"
+migrate ledger_tenth
+TENTH_MIGRATION_S=$MIGRATION_SECONDS
+stop_bitburst
+log "migrating ledger_full"
+migrate ledger_full
+FULL_MIGRATION_S=$MIGRATION_SECONDS
+checkpoint
+log "measuring pages, cursors, ranges and balances at a time on port $BITBURST_PORT"
+PAGES=$(python3 "$REPO/bench/audit_measure.py" http "http://127.0.0.1:$BITBURST_PORT" deep "$REQUESTS")
+stop_bitburst
+log "running bitburst verify"
+VERIFY_FULL=$(python3 "$REPO/bench/audit_measure.py" verify "$BITBURST" "$(url ledger_full)")
+VERIFY_TENTH=$(python3 "$REPO/bench/audit_measure.py" verify "$BITBURST" "$(url ledger_tenth)")
+
+COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]] && COMMIT="$COMMIT (with uncommitted changes)"
+CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+cat >"$RESULTS/audit-latest.md" <<EOF2
+# The audit trail's costs, $(date -u '+%Y-%m-%d %H:%M UTC')
+
+\`bench/audit.sh\` at commit $COMMIT, release build, one client, keep-alive, $REQUESTS requests a row
+(after 20 to warm up), PostgreSQL $PG_VERSION ($DURABILITY) on the same machine ($CPU, $(nproc) cores).
+
+## History and balances at depth
+
+The user \`deep\` has 100,000 transactions (10,000 pages), recorded one second apart from 2026-01-01.
+
+| request | median ms | p99 ms |
+|---|---:|---:|
+$PAGES
+
+## Migration and verify
+
+Both ledgers were written under the first schema and upgraded by the service at start-up (the
+migration numbers and hashes every existing entry, see \`migrations/20261203000001_audit_trail.sql\`).
+
+| ledger | transactions | users | migration s | verify s | verify max RSS MiB | verify result |
+|---|---:|---:|---:|---:|---:|---|
+| ledger_tenth | 109,990 | 10,000 | $TENTH_MIGRATION_S | $VERIFY_TENTH |
+| ledger_full | 1,099,990 | 100,000 | $FULL_MIGRATION_S | $VERIFY_FULL |
+EOF2
+log "wrote $RESULTS/audit-latest.md"
+cat "$RESULTS/audit-latest.md"
