@@ -8,12 +8,16 @@ use rust_decimal::Decimal;
 pub enum ConnectError {
     #[error("DATABASE_URL is not a valid PostgreSQL URL")]
     InvalidUrl(#[source] sqlx::Error),
+    #[error("DATABASE_URL is not usable: {0}")]
+    UnsupportedUrl(&'static str),
     #[error("PostgreSQL was not reachable within {patience:?}")]
     Unreachable {
         patience: Duration,
         #[source]
         source: sqlx::Error,
     },
+    #[error("no PostgreSQL primary among {hosts} within {patience:?}")]
+    NoPrimary { patience: Duration, hosts: String },
     #[error("the migrations could not be applied")]
     Migration(#[source] sqlx::migrate::MigrateError),
 }

@@ -18,14 +18,16 @@ mod balance_reads;
 mod batch;
 mod batch_plan;
 mod batcher;
+mod database_url;
 mod entry_row;
 mod errors;
 mod group_commit;
 mod history;
+mod primary;
 mod retry;
 mod verify;
 
-use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,14 +38,18 @@ use domain::{
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
+use tokio::sync::Notify;
 
 pub use errors::ConnectError;
 pub use group_commit::GroupCommitSettings;
+pub use primary::PrimaryStatus;
 pub use verify::{LedgerVerification, VerifyError, VerifyReport};
 
 use balance_reads::BalanceReader;
 use batch::Deadlines;
+use database_url::DatabaseUrl;
 use group_commit::GroupCommitter;
+use primary::{NotPrimary, PrimaryFinder};
 
 /// The schema, applied by the binary at start-up. sqlx holds an advisory lock while it migrates, so
 /// several instances starting together apply each migration once.
@@ -52,7 +58,9 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 /// How to reach PostgreSQL and how long to wait for it.
 #[derive(Clone)]
 pub struct PgSettings {
-    /// A `postgres://` URL. Never logged: it may hold a password.
+    /// A `postgres://` URL. Never logged: it may hold a password. It may list several hosts in libpq's
+    /// syntax (`postgres://user:pass@host1:5432,host2:5432/db?target_session_attrs=read-write`): the
+    /// ledger then writes only to the one that is the primary, and follows it when it moves.
     pub url: String,
     /// Connections this instance may hold. Instances × pool size must stay below `max_connections`.
     pub pool_size: u32,
@@ -109,26 +117,28 @@ impl PgSettings {
         }
     }
 
-    /// Where the settings point, without the password, for logs.
+    /// Where the settings point (every host), without the password, for logs.
     pub fn describe(&self) -> Result<String, ConnectError> {
-        let options = PgConnectOptions::from_str(&self.url).map_err(ConnectError::InvalidUrl)?;
-        Ok(format!(
-            "host={} port={} database={} user={}",
-            options.get_host(),
-            options.get_port(),
-            options.get_database().unwrap_or("(default)"),
-            options.get_username()
-        ))
+        Ok(DatabaseUrl::parse(&self.url)?.describe())
     }
 }
 
 /// The ledger in PostgreSQL.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgLedger {
     pool: PgPool,
     connect_options: PgConnectOptions,
+    /// With several hosts (or `target_session_attrs=read-write`): which of them is the primary.
+    primary: Option<Arc<PrimaryFinder>>,
     committer: GroupCommitter,
     balance_reader: BalanceReader,
+}
+
+impl std::fmt::Debug for PgLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the connect options: they hold the password.
+        f.debug_struct("PgLedger").field("pool", &self.pool).finish_non_exhaustive()
+    }
 }
 
 impl PgLedger {
@@ -137,11 +147,28 @@ impl PgLedger {
     /// fails requests (503) rather than start-up, and the pool heals by itself when the database returns.
     pub fn connect_lazy(settings: &PgSettings) -> Result<Self, ConnectError> {
         let statement_timeout = settings.statement_timeout.as_millis().to_string();
-        let options = PgConnectOptions::from_str(&settings.url)
-            .map_err(ConnectError::InvalidUrl)?
-            .application_name("bitburst")
-            .options([("statement_timeout", statement_timeout.as_str())]);
-        let pool = PgPoolOptions::new()
+        let url = DatabaseUrl::parse(&settings.url)?;
+        let mut hosts = url.hosts;
+        for host in &mut hosts {
+            host.options = host
+                .options
+                .clone()
+                .application_name("bitburst")
+                .options([("statement_timeout", statement_timeout.as_str())]);
+        }
+        let options = hosts[0].options.clone();
+        let mut pool_options = PgPoolOptions::new();
+        let wake = Arc::new(Notify::new());
+        if url.primary_only {
+            // A new connection that lands on a standby (the role moved while it was made) is refused; the
+            // pool connects again, by then to the primary the watcher found.
+            let wake = Arc::clone(&wake);
+            pool_options = pool_options.after_connect(move |connection, _| {
+                let wake = Arc::clone(&wake);
+                Box::pin(async move { primary::refuse_standby(connection, &wake).await })
+            });
+        }
+        let pool = pool_options
             .max_connections(settings.pool_size)
             .min_connections(0)
             .acquire_timeout(settings.acquire_timeout)
@@ -160,7 +187,14 @@ impl PgLedger {
         let committer = GroupCommitter::start(&pool, settings.group_commit, settings.queue_timeout, deadlines);
         let balance_reader =
             BalanceReader::start(&pool, settings.read_workers, settings.queue_timeout, deadlines.before_commit);
-        Ok(Self { pool, connect_options: options, committer, balance_reader })
+        let primary =
+            url.primary_only.then(|| PrimaryFinder::start(hosts, pool.clone(), wake, settings.acquire_timeout));
+        Ok(Self { pool, connect_options: options, primary, committer, balance_reader })
+    }
+
+    /// Which host is the primary, when `DATABASE_URL` names several (or asks for a primary).
+    pub fn primary_status(&self) -> Option<PrimaryStatus> {
+        self.primary.as_ref().map(|finder| finder.status())
     }
 
     /// Adds waiting for a group-commit worker, for gauges.
@@ -179,6 +213,9 @@ impl PgLedger {
         let deadline = tokio::time::Instant::now() + patience;
         let mut delay = Duration::from_millis(250);
         let mut attempt = 1_u32;
+        if let Some(finder) = &self.primary {
+            return wait_for_primary(finder, deadline, patience).await;
+        }
         loop {
             // One plain connection attempt each time: the pool would retry silently until its timeout.
             match self.connect_options.connect().await {
@@ -197,9 +234,20 @@ impl PgLedger {
         }
     }
 
-    /// Applies the migrations that are not applied yet.
+    /// Applies the migrations that are not applied yet, on a connection of their own without the
+    /// statement timeout: a migration that rewrites a large ledger takes as long as it takes, once.
     pub async fn migrate(&self) -> Result<(), ConnectError> {
-        MIGRATOR.run(&self.pool).await.map_err(ConnectError::Migration)
+        // A pool of its own rather than one borrowed connection: the migrator's future is then `Send`.
+        let options = (*self.pool.connect_options()).clone().options([("statement_timeout", "0")]);
+        let migration_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(self.pool.options().get_acquire_timeout())
+            .connect_with(options)
+            .await
+            .map_err(|error| ConnectError::Migration(error.into()))?;
+        let migrated = MIGRATOR.run(&migration_pool).await.map_err(ConnectError::Migration);
+        migration_pool.close().await;
+        migrated
     }
 }
 
@@ -207,7 +255,16 @@ impl PgLedger {
 impl LedgerRepository for PgLedger {
     #[tracing::instrument(skip_all, fields(user_id = %add.user_id))]
     async fn record_add(&self, add: NewAdd) -> Result<AddOutcome, RecordAddError> {
-        self.committer.record(add).await
+        let recorded = self.committer.record(add).await;
+        // A lost connection, or a write refused by a standby: perhaps the primary moved.
+        if let (
+            Some(finder),
+            Err(RecordAddError::Storage(StorageError::Unavailable(_)) | RecordAddError::OutcomeUnknown(_)),
+        ) = (&self.primary, &recorded)
+        {
+            finder.suspect();
+        }
+        recorded
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
@@ -226,6 +283,49 @@ impl LedgerRepository for PgLedger {
     }
 
     async fn check_ready(&self) -> Result<(), StorageError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(errors::storage_error)
+        let Some(finder) = &self.primary else {
+            return sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(errors::storage_error);
+        };
+        // Ready means a primary answers: a pool that reaches a standby, or nothing, cannot record an add.
+        if finder.primary().is_none() {
+            return Err(StorageError::Unavailable(format!("no PostgreSQL primary among {}", finder.labels()).into()));
+        }
+        let standby: Result<bool, _> = sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&self.pool).await;
+        match standby {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                finder.suspect();
+                Err(StorageError::Unavailable(Box::new(NotPrimary)))
+            }
+            Err(error) => {
+                finder.suspect();
+                Err(errors::storage_error(error))
+            }
+        }
+    }
+}
+
+/// Waits until the watcher has found a primary, logging each look that found none.
+async fn wait_for_primary(
+    finder: &PrimaryFinder,
+    deadline: tokio::time::Instant,
+    patience: Duration,
+) -> Result<(), ConnectError> {
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1_u32;
+    loop {
+        if finder.primary().is_some() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() + delay >= deadline {
+            return Err(ConnectError::NoPrimary { patience, hosts: finder.labels() });
+        }
+        if attempt > 1 {
+            tracing::warn!(attempt, hosts = %finder.labels(), retry_in_ms = delay.as_millis(), "no PostgreSQL primary reachable yet");
+        }
+        finder.suspect();
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+        attempt += 1;
     }
 }

@@ -3,14 +3,14 @@
 //! user's check at a time, never the table. Each user's history goes through the domain's
 //! [`HistoryAudit`], the same rules the service records by.
 
-use std::str::FromStr;
-
 use domain::{AccountState, Finding, HistoryAudit, UserId, error_chain};
 use futures_util::TryStreamExt;
-use sqlx::postgres::{PgConnectOptions, PgRow};
+use sqlx::postgres::PgRow;
 use sqlx::{ConnectOptions, Connection, PgConnection, Row};
 
+use crate::database_url::DatabaseUrl;
 use crate::entry_row::{ENTRY_COLUMNS, account_from_row, entry_from_row};
+use crate::primary::is_standby;
 
 /// Every entry with its account (NULL columns when the account row is missing), in the order each
 /// user's history is checked.
@@ -29,11 +29,34 @@ const ACCOUNTS_WITHOUT_ENTRIES: &str = "
 SELECT user_id, balance, last_sequence, last_hash, last_created_at FROM accounts a
 WHERE NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.user_id = a.user_id)";
 
+/// A connection to the URL's first host that is a primary, or else to the first that answers: with
+/// several hosts (the same URLs the service takes), the check reads from the primary when one is up.
+async fn connect_for_reading(url: &str) -> Result<PgConnection, VerifyError> {
+    let mut fallback = None;
+    let mut last_error = None;
+    for host in DatabaseUrl::parse(url)?.hosts {
+        let options = host.options.application_name("bitburst verify").options([("statement_timeout", "0")]);
+        match options.connect().await {
+            Ok(mut connection) => match is_standby(&mut connection).await {
+                Ok(false) => return Ok(connection),
+                Ok(true) => fallback = fallback.or(Some(connection)),
+                Err(error) => last_error = Some(error),
+            },
+            Err(error) => last_error = Some(error),
+        }
+    }
+    match (fallback, last_error) {
+        (Some(standby), _) => Ok(standby),
+        (None, Some(error)) => Err(VerifyError::Read(error)),
+        (None, None) => Err(VerifyError::Read(sqlx::Error::Configuration("DATABASE_URL names no host".into()))),
+    }
+}
+
 /// Why the ledger could not be checked (as opposed to checked and found wrong).
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("DATABASE_URL is not a valid PostgreSQL URL")]
-    InvalidUrl(#[source] sqlx::Error),
+    #[error(transparent)]
+    Url(#[from] crate::ConnectError),
     #[error("the ledger could not be read")]
     Read(#[from] sqlx::Error),
 }
@@ -67,11 +90,7 @@ pub struct LedgerVerification {
 impl LedgerVerification {
     /// Connects (without a statement timeout: a check reads everything) and opens a read-only snapshot.
     pub async fn begin(url: &str) -> Result<Self, VerifyError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(VerifyError::InvalidUrl)?
-            .application_name("bitburst verify")
-            .options([("statement_timeout", "0")]);
-        let mut connection = options.connect().await?;
+        let mut connection = connect_for_reading(url).await?;
         sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut connection).await?;
         let transactions: i64 =
             sqlx::query_scalar("SELECT count(*) FROM ledger_entries").fetch_one(&mut connection).await?;

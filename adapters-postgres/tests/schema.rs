@@ -133,3 +133,17 @@ async fn an_unreachable_database_is_unavailable_within_the_acquire_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5), "answered in {:?}", started.elapsed());
     assert!(matches!(ledger.check_ready().await, Err(StorageError::Unavailable(_))));
 }
+
+#[tokio::test]
+async fn migrations_are_not_cut_short_by_the_statement_timeout_of_requests() {
+    let Some(database) = testkit::postgres::fresh_database().await else { return };
+    // A timeout no migration fits in: rewriting a large ledger takes minutes, and must still finish.
+    let settings = PgSettings { statement_timeout: Duration::from_millis(1), ..PgSettings::new(database.url.clone()) };
+    let ledger = PgLedger::connect_lazy(&settings).expect("valid settings");
+    ledger.migrate().await.expect("every migration runs to its end");
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(ledger.pool())
+        .await
+        .expect("the pool's connections answer");
+    assert_eq!(timeout, "1ms", "requests keep their statement timeout after the migration");
+}

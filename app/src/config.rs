@@ -49,7 +49,9 @@ pub struct Config {
     pub addr: SocketAddr,
 
     /// PostgreSQL to keep the ledger in, as a `postgres://` URL. Without it the ledger lives in memory
-    /// and is lost when the process stops.
+    /// and is lost when the process stops. Several hosts in libpq's syntax
+    /// (`postgres://user:pass@host1:5432,host2:5432/db?target_session_attrs=read-write`): the ledger
+    /// writes to whichever is the primary, and finds the new one by itself after a failover.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL", global = true)]
     pub database_url: Option<String>,
 

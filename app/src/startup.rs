@@ -136,6 +136,14 @@ async fn open_store(config: &Config) -> Result<(Arc<dyn LedgerRepository>, Gauge
     tracing::info!(%target, "PostgreSQL reachable and migrated");
     let observed = ledger.clone();
     let gauges = Box::new(move || {
+        if let Some(status) = observed.primary_status() {
+            // One series per host of DATABASE_URL (a closed set): 1 for the primary, 0 for the others.
+            for (index, host) in status.hosts.into_iter().enumerate() {
+                let is_primary = if status.primary == Some(index) { 1.0 } else { 0.0 };
+                metrics::gauge!("bitburst_pg_primary", "host" => host).set(is_primary);
+            }
+            metrics::counter!("bitburst_pg_failovers_total").absolute(status.failovers);
+        }
         let pool = observed.pool();
         metrics::gauge!("bitburst_pg_pool_connections").set(f64::from(pool.size()));
         metrics::gauge!("bitburst_pg_pool_idle_connections")

@@ -7,17 +7,8 @@ use std::process::Output;
 
 use serde_json::{Value, json};
 use sqlx::Connection;
-use support::spawn_app;
+use support::{run_verify, spawn_app};
 use testkit::postgres::fresh_database;
-
-fn run_verify(database_url: Option<&str>, args: &[&str]) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bitburst"));
-    command.arg("verify").args(args).env_remove("DATABASE_URL");
-    if let Some(url) = database_url {
-        command.env("DATABASE_URL", url);
-    }
-    command.output().expect("bitburst verify runs")
-}
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

@@ -102,6 +102,49 @@ pub async fn send_until_acknowledged(
     panic!("{transfer:?} was never acknowledged");
 }
 
+/// Like [`send_until_acknowledged`], for outages longer than its hundred quick attempts (a database
+/// failover): tries again every 100 ms, each time at the next instance, until `patience` has passed.
+pub async fn send_until_acknowledged_within(
+    client: &reqwest::Client,
+    bases: &[String],
+    first: usize,
+    transfer: Transfer,
+    tally: &Tally,
+    patience: Duration,
+) {
+    let deadline = std::time::Instant::now() + patience;
+    let mut target = first;
+    for attempt in 0_u64.. {
+        tally.sent.fetch_add(1, Ordering::Relaxed);
+        if attempt > 0 {
+            tally.retried.fetch_add(1, Ordering::Relaxed);
+        }
+        match send_once(client, &bases[target % bases.len()], &transfer).await {
+            Sent::Acknowledged { transaction_id } => return tally.acknowledge(&transfer, &transaction_id),
+            Sent::Failed(_) if std::time::Instant::now() < deadline => {
+                target += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Sent::Failed(why) => panic!("{transfer:?} was not acknowledged within {patience:?}; last: {why}"),
+        }
+    }
+}
+
+/// What the ledger holds against what the clients were told: acknowledged adds missing from the history
+/// (lost), and history entries beyond the acknowledged ones, or listed twice (doubled).
+pub async fn lost_and_doubled(client: &reqwest::Client, base: &str, tally: &Tally) -> (usize, usize) {
+    let acknowledged = tally.acknowledged.lock().expect("tally").clone();
+    let (mut lost, mut doubled) = (0, 0);
+    for (user, adds) in &acknowledged {
+        let ids = history_ids_at(client, base, user).await;
+        let recorded: BTreeSet<&String> = ids.iter().collect();
+        let expected: BTreeSet<&String> = adds.values().map(|(_, id)| id).collect();
+        lost += expected.difference(&recorded).count();
+        doubled += ids.len() - recorded.len() + recorded.difference(&expected).count();
+    }
+    (lost, doubled)
+}
+
 /// A user's balance as the service at `base` answers it.
 pub async fn balance_at(client: &reqwest::Client, base: &str, user: &str) -> String {
     let body: Value = client

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use in_process::{InProcess, start_app};
-pub use process::{Process, spawn_app};
+pub use process::{Process, run_verify, spawn_app};
 
 /// A running instance, listening at `address`, and a client for it; stopped when dropped. `R` says how it
 /// runs: as a [`Process`], which a test can signal and kill and whose logs it can read, or [`InProcess`].

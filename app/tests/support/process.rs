@@ -75,6 +75,11 @@ impl TestApp<Process> {
         let _ = self.runner.child.wait();
     }
 
+    /// Whether the process is still the one started: it has not exited (nor been restarted).
+    pub fn still_running(&mut self) -> bool {
+        matches!(self.runner.child.try_wait(), Ok(None))
+    }
+
     /// Waits for the process to exit, at most `limit`.
     pub fn wait_for_exit(&mut self, limit: Duration) -> ExitStatus {
         let deadline = std::time::Instant::now() + limit;
@@ -93,4 +98,15 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `bitburst verify` with `args`, on `database_url` (none: with no `DATABASE_URL` at all), as an operator
+/// runs it; returns when it exits.
+pub fn run_verify(database_url: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_bitburst"));
+    command.arg("verify").args(args).env_remove("DATABASE_URL");
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    command.output().expect("bitburst verify runs")
 }
