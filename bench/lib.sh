@@ -67,6 +67,8 @@ make_workdir() {
 cleanup() {
     local status=$?
     stop_bitburst
+    # A script that starts more (bench/ha.sh: a Patroni cluster) stops it here too.
+    if declare -F stop_extras >/dev/null; then stop_extras; fi
     if [[ $PG_STARTED == 1 ]]; then
         as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null 2>&1 || true
     fi

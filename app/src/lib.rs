@@ -3,6 +3,7 @@
 //! binary parses the configuration, sets up logging and runs it; tests start it in their own process.
 
 mod config;
+mod process_metrics;
 mod shutdown;
 mod startup;
 mod telemetry;
@@ -10,5 +11,5 @@ mod verify;
 
 pub use config::{Command, Config, LogFormat, Milliseconds, VerifyArgs};
 pub use startup::{Application, StartupError};
-pub use telemetry::init_logs;
+pub use telemetry::{init_logs, keep_drained};
 pub use verify::verify;

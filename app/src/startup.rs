@@ -14,7 +14,7 @@ use domain::LedgerRepository;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::{shutdown, telemetry};
+use crate::{process_metrics, shutdown, telemetry};
 
 /// The service, built and listening, not yet serving: [`Application::address`] tells where it listens
 /// (the port the system chose when the configured one is 0), and [`Application::run_until_stopped`] serves.
@@ -64,6 +64,7 @@ impl Application {
         let readiness = Readiness::default();
         let render_metrics = Arc::new(move || {
             gauges();
+            process_metrics::record();
             prometheus.run_upkeep();
             prometheus.render()
         });

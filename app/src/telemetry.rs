@@ -1,5 +1,6 @@
 use std::io::IsTerminal;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -28,7 +29,7 @@ pub(crate) fn prometheus() -> PrometheusHandle {
     static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
     RECORDER
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
                 .and_then(|builder| {
                     builder
@@ -36,7 +37,30 @@ pub(crate) fn prometheus() -> PrometheusHandle {
                 })
                 .expect("the bucket lists are not empty")
                 .install_recorder()
-                .expect("only this function installs a metrics recorder, once")
+                .expect("only this function installs a metrics recorder, once");
+            keep_drained(handle.clone(), UPKEEP_EVERY);
+            crate::process_metrics::note_start();
+            handle
         })
         .clone()
+}
+
+/// How often histogram observations are folded into their buckets, scraped or not.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds the recorder's histogram observations into their buckets every `every`, on a thread of its own.
+/// The recorder keeps every observation until its upkeep runs, and otherwise only a scrape of `/metrics`
+/// runs it: without this, a service that nobody scrapes (no Prometheus yet, or one that is down) grows by
+/// every request it answers. A thread rather than a task: the recorder belongs to the process and
+/// outlives any runtime (a test process builds several).
+pub fn keep_drained(handle: PrometheusHandle, every: Duration) {
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".to_owned()).spawn(move || {
+        loop {
+            std::thread::sleep(every);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "no metrics upkeep thread: memory for latency figures is freed only when /metrics is scraped");
+    }
 }

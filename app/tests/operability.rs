@@ -200,3 +200,24 @@ fn the_readme_configuration_table_lists_exactly_the_flags_of_help() {
         assert!(table.contains(&format!("`{env}`")), "{env} is documented in the README");
     }
 }
+
+#[tokio::test]
+async fn a_scrape_shows_the_process_memory_and_descriptors_as_prometheus_users_expect() {
+    let app = spawn_app(&[], &[]);
+    let scrape = app.client.get(app.url("/metrics")).send().await.expect("answers").text().await.expect("text");
+    let gauge = |name: &str| -> f64 {
+        scrape
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} is on /metrics:\n{scrape}"))
+    };
+    // A running service holds at least a megabyte and its listener, its log pipes and a connection.
+    assert!(gauge("process_resident_memory_bytes") > 1_048_576.0, "{scrape}");
+    assert!(gauge("process_virtual_memory_bytes") >= gauge("process_resident_memory_bytes"), "{scrape}");
+    assert!(gauge("process_open_fds") >= 4.0, "{scrape}");
+    assert!(gauge("process_max_fds") >= gauge("process_open_fds"), "{scrape}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs_f64();
+    let started = gauge("process_start_time_seconds");
+    assert!(started <= now && started > now - 120.0, "started {started}, now {now}");
+    assert!(scrape.contains("process_cpu_seconds_total "), "{scrape}");
+}
