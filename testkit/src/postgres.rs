@@ -343,3 +343,21 @@ fn find_bin_dir() -> Result<PathBuf, String> {
     versions.sort();
     versions.pop().map(|(_, bin)| bin).ok_or_else(|| "no initdb under /usr/lib/postgresql/*/bin".to_owned())
 }
+
+/// The uid and gid of the `postgres` user when this process runs as root (PostgreSQL refuses to run as
+/// root, so the tests that start servers or their tools run them as that user); `None` otherwise.
+pub fn postgres_user_ids() -> Result<Option<(u32, u32)>, String> {
+    if !running_as_root() {
+        return Ok(None);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|error| format!("cannot read /etc/passwd: {error}"))?;
+    passwd
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.first() == Some(&"postgres"))
+                .then(|| Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?)))?
+        })
+        .map(Some)
+        .ok_or_else(|| "running as root and there is no postgres user to run PostgreSQL as".to_owned())
+}

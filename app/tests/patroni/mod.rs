@@ -99,25 +99,6 @@ fn missing_programs() -> Option<String> {
     (!why.is_empty()).then_some(why)
 }
 
-/// The uid and gid of the `postgres` user, when this process runs as root.
-fn postgres_user() -> Result<Option<(u32, u32)>, String> {
-    use std::os::unix::fs::MetadataExt as _;
-    let root = std::fs::metadata("/proc/self").is_ok_and(|metadata| metadata.uid() == 0);
-    if !root {
-        return Ok(None);
-    }
-    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|error| format!("cannot read /etc/passwd: {error}"))?;
-    passwd
-        .lines()
-        .find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            (fields.first() == Some(&"postgres"))
-                .then(|| Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?)))?
-        })
-        .map(Some)
-        .ok_or_else(|| "running as root and there is no postgres user to run PostgreSQL as".to_owned())
-}
-
 fn template(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/patroni").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
@@ -138,7 +119,7 @@ impl Cluster {
         if let Some(why) = missing_programs() {
             return unavailable(&why);
         }
-        let run_as = match postgres_user() {
+        let run_as = match testkit::postgres::postgres_user_ids() {
             Ok(run_as) => run_as,
             Err(why) => return unavailable(&why),
         };

@@ -34,6 +34,12 @@ impl Tally {
         }
     }
 
+    /// The transaction an acknowledged transfer was answered with.
+    pub fn transaction_id(&self, transfer: &Transfer) -> Option<String> {
+        let acknowledged = self.acknowledged.lock().expect("tally");
+        acknowledged.get(&transfer.user)?.get(&transfer.key).map(|(_, id)| id.clone())
+    }
+
     pub fn acknowledged_count(&self) -> usize {
         self.acknowledged.lock().expect("tally").values().map(BTreeMap::len).sum()
     }
