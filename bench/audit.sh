@@ -14,7 +14,6 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 POOL_SIZE=8
 REQUESTS=${BENCH_REQUESTS:-300}
-FIRST_MIGRATION=$REPO/migrations/20261201000001_ledger.sql
 RESULTS=$REPO/bench/results
 # shellcheck source=bench/lib.sh
 source "$REPO/bench/lib.sh"
@@ -29,36 +28,9 @@ BITBURST=$REPO/target/release/bitburst
 make_workdir
 start_postgres
 
-# seed DATABASE DEEP USERS: under the schema before the audit trail (as a ledger that is upgraded), one
-# user "deep" with DEEP transactions one second apart, and USERS users with 10 transactions each.
-seed() {
-    local database=$1 deep=$2 users=$3
-    psql_q -d postgres -c "CREATE DATABASE $database"
-    psql_q -d "$database" -f "$FIRST_MIGRATION"
-    # Recorded as sqlx records it, so that the service applies only the later migrations.
-    psql_q -d "$database" <<SQL
-CREATE TABLE _sqlx_migrations (version bigint PRIMARY KEY, description text NOT NULL,
-    installed_on timestamptz NOT NULL DEFAULT now(), success boolean NOT NULL, checksum bytea NOT NULL,
-    execution_time bigint NOT NULL);
-INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
-VALUES (20261201000001, 'ledger', true, decode('$(sha384sum "$FIRST_MIGRATION" | cut -d' ' -f1)', 'hex'), 0);
-SQL
-    psql_q -d "$database" <<SQL
-INSERT INTO accounts (user_id, balance) VALUES ('deep', $deep);
-INSERT INTO ledger_entries (id, user_id, amount, balance_after, created_at)
-SELECT gen_random_uuid(), 'deep', 1, n, timestamptz '2026-01-01 00:00:00+00' + n * interval '1 second'
-FROM generate_series(1, $deep) AS n ORDER BY n;
-INSERT INTO accounts (user_id, balance) SELECT 'user-' || u, 55 FROM generate_series(1, $users) AS u;
-INSERT INTO ledger_entries (id, user_id, amount, balance_after, created_at)
-SELECT gen_random_uuid(), 'user-' || u, k, k * (k + 1) / 2,
-       timestamptz '2026-02-01 00:00:00+00' + u * interval '1 second' + k * interval '1 millisecond'
-FROM generate_series(1, $users) AS u, generate_series(1, 10) AS k ORDER BY u, k;
-SQL
-}
-
 log "seeding ledger_full (100,000 transactions of one user, 99,999 users x 10) and ledger_tenth"
-seed ledger_full 100000 99999
-seed ledger_tenth 10000 9999
+seed_old_ledger ledger_full 100000 99999
+seed_old_ledger ledger_tenth 10000 9999
 checkpoint
 
 url() { echo "postgres://bench:$PG_PASSWORD@127.0.0.1:$PG_PORT/$1"; }

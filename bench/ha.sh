@@ -135,7 +135,8 @@ for node in 1 2; do
     NODE_REST_PORT[node]=$(free_port)
     fill patroni.yml NAME="node$node" HOST=127.0.0.1 REST_PORT="${NODE_REST_PORT[node]}" PG_PORT="${NODE_PG_PORT[node]}" \
         DATA_DIR="$CLUSTER/node$node" RUN_DIR="$CLUSTER" ETCD_HOSTS="127.0.0.1:$ETCD_CLIENT" CLIENT_NETWORK=127.0.0.0/8 \
-        SUPERUSER_PASSWORD="$SUPERUSER_PASSWORD" REPLICATION_PASSWORD="$REPLICATION_PASSWORD" >"$CLUSTER/node$node.yml"
+        SUPERUSER_PASSWORD="$SUPERUSER_PASSWORD" REPLICATION_PASSWORD="$REPLICATION_PASSWORD" ARCHIVE_COMMAND=/bin/true \
+        >"$CLUSTER/node$node.yml"
     # The single server's memory settings, so that the two setups differ only by the standby.
     sed -i 's/^    logging_collector: "off"$/&\n    shared_buffers: 256MB/' "$CLUSTER/node$node.yml"
     is_root && chown postgres: "$CLUSTER/node$node.yml"

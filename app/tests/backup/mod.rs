@@ -207,6 +207,7 @@ impl ArchivedServer {
             ("DATA_DIR", data_dir.display().to_string()),
             ("PG_PORT", port.to_string()),
             ("SOCKET_DIR", self.root.display().to_string()),
+            ("PG_USER", "postgres".to_owned()),
         ];
         let filled =
             values.iter().fold(template, |text, (name, value)| text.replace(&format!("{{{{{name}}}}}"), value));

@@ -176,6 +176,7 @@ impl Cluster {
                         ("CLIENT_NETWORK", "127.0.0.0/8"),
                         ("SUPERUSER_PASSWORD", &cluster.superuser_password),
                         ("REPLICATION_PASSWORD", &replication_password),
+                        ("ARCHIVE_COMMAND", "/bin/true"),
                     ],
                 ),
             );
