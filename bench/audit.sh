@@ -19,12 +19,7 @@ RESULTS=$REPO/bench/results
 source "$REPO/bench/lib.sh"
 
 require_tools
-if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-    log "building bitburst (release)"
-    cargo build --release -p app
-fi
-BITBURST=$REPO/target/release/bitburst
-[[ -x $BITBURST ]] || die "target/release/bitburst is missing"
+build_binaries app
 make_workdir
 start_postgres
 
@@ -60,8 +55,7 @@ log "running bitburst verify"
 VERIFY_FULL=$(python3 "$REPO/bench/audit_measure.py" verify "$BITBURST" "$(url ledger_full)")
 VERIFY_TENTH=$(python3 "$REPO/bench/audit_measure.py" verify "$BITBURST" "$(url ledger_tenth)")
 
-COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]] && COMMIT="$COMMIT (with uncommitted changes)"
+COMMIT=$(commit_description)
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 cat >"$RESULTS/audit-latest.md" <<EOF2
 # The audit trail's costs, $(date -u '+%Y-%m-%d %H:%M UTC')

@@ -26,13 +26,7 @@ for program in patroni etcd curl; do
     command -v "$program" >/dev/null || die "$program is missing (Debian: apt-get install patroni etcd-server curl)"
 done
 [[ -x /usr/lib/postgresql/15/bin/postgres ]] || die "deploy/patroni runs PostgreSQL 15 (apt-get install postgresql-15)"
-if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-    log "building bitburst and loadgen (release)"
-    cargo build --release -p app -p loadgen
-fi
-BITBURST=$REPO/target/release/bitburst
-LOADGEN=$REPO/target/release/loadgen
-[[ -x $BITBURST && -x $LOADGEN ]] || die "target/release/bitburst and target/release/loadgen are missing"
+build_binaries app loadgen
 
 make_workdir
 CLUSTER_PIDS=()
@@ -178,8 +172,7 @@ TABLE=$(
         done
     done
 )
-COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]] && COMMIT="$COMMIT (with uncommitted changes)"
+COMMIT=$(commit_description)
 cat >"$RESULTS/ha-latest.md" <<MD
 # What high availability costs, $(date -u '+%Y-%m-%d %H:%M UTC')
 

@@ -173,3 +173,29 @@ SELECT gen_random_uuid(), 'user-' || u, k, k * (k + 1) / 2,
 FROM generate_series(1, $users) AS u, generate_series(1, 10) AS k ORDER BY u, k;
 SQL
 }
+
+# build_binaries PACKAGE...: `cargo build --release` of the packages (app, loadgen) unless
+# BENCH_SKIP_BUILD=1, then sets BITBURST (and LOADGEN when asked for) to target/release's binaries.
+build_binaries() {
+    local package
+    if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+        log "building $* (release)"
+        cargo build --release $(printf -- '-p %s ' "$@")
+    fi
+    BITBURST=$REPO/target/release/bitburst
+    LOADGEN=$REPO/target/release/loadgen
+    for package in "$@"; do
+        case $package in
+            app) [[ -x $BITBURST ]] || die "target/release/bitburst is missing" ;;
+            loadgen) [[ -x $LOADGEN ]] || die "target/release/loadgen is missing" ;;
+        esac
+    done
+}
+
+# The commit the results come from, for their header.
+commit_description() {
+    local commit
+    commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    [[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]] && commit="$commit (with uncommitted changes)"
+    echo "$commit"
+}

@@ -17,12 +17,7 @@ source "$REPO/bench/lib.sh"
 
 require_tools
 command -v pgbackrest >/dev/null || apt_install pgbackrest
-if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-    log "building bitburst (release)"
-    cargo build --release -p app
-fi
-BITBURST=$REPO/target/release/bitburst
-[[ -x $BITBURST ]] || die "target/release/bitburst is missing"
+build_binaries app
 make_workdir
 RESTORED=$WORK/restored
 RESTORED_STARTED=0
@@ -82,8 +77,7 @@ VERIFY=$(DATABASE_URL="postgres://bench:$PG_PASSWORD@127.0.0.1:$RESTORED_PORT/le
 VERIFY_S=$(seconds_since "$started")
 VERDICT=$(jq -r 'if .clean then "clean (\(.transactions) transactions, \(.users) users)" else "NOT CLEAN: \(.findings | length) findings" end' <<<"$VERIFY")
 
-COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]] && COMMIT="$COMMIT (with uncommitted changes)"
+COMMIT=$(commit_description)
 cat >"$RESULTS/restore-latest.md" <<MD
 # Restoring a ledger, $(date -u '+%Y-%m-%d %H:%M UTC')
 

@@ -31,13 +31,7 @@ source "$REPO/bench/lib.sh"
 
 require_tools
 
-if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-    log "building bitburst and loadgen (release)"
-    cargo build --release -p app -p loadgen
-fi
-BITBURST=$REPO/target/release/bitburst
-LOADGEN=$REPO/target/release/loadgen
-[[ -x $BITBURST && -x $LOADGEN ]] || die "target/release/bitburst and target/release/loadgen are missing"
+build_binaries app loadgen
 
 make_workdir
 
@@ -161,8 +155,7 @@ TABLE=$(
     row add-memory "$MEMORY_CONNECTIONS"
 )
 
-COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]] && COMMIT="$COMMIT (with uncommitted changes)"
+COMMIT=$(commit_description)
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 
 cat >"$RESULTS/latest.md" <<EOF

@@ -22,13 +22,7 @@ source "$REPO/bench/lib.sh"
 
 [[ $MINUTES =~ ^[1-9][0-9]*$ ]] || die "SOAK_MINUTES must be a whole number, not '$MINUTES'"
 require_tools
-if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-    log "building bitburst and loadgen (release)"
-    cargo build --release -p app -p loadgen
-fi
-BITBURST=$REPO/target/release/bitburst
-LOADGEN=$REPO/target/release/loadgen
-[[ -x $BITBURST && -x $LOADGEN ]] || die "target/release/bitburst and target/release/loadgen are missing"
+build_binaries app loadgen
 
 make_workdir
 start_postgres
@@ -71,8 +65,7 @@ TABLE=$(
     echo "|---:|---:|---:|---:|---:|---|"
     printf '%s\n' "${ROWS[@]}"
 )
-COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ -n $(git -C "$REPO" status --porcelain 2>/dev/null) ]] && COMMIT="$COMMIT (with uncommitted changes)"
+COMMIT=$(commit_description)
 cat >"$RESULTS/soak-latest.md" <<MD
 # Soak with no scraper, $(date -u '+%Y-%m-%d %H:%M UTC')
 
