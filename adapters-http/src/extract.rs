@@ -147,9 +147,7 @@ impl<S: Send + Sync> FromRequestParts<S> for HistoryArgs {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(params) = Query::<HistoryParams>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+        let params: HistoryParams = query_params(parts, state).await?;
         if params.page.is_some() && params.cursor.is_some() {
             return Err(ApiError::ConflictingPagination);
         }
@@ -158,6 +156,17 @@ impl<S: Send + Sync> FromRequestParts<S> for HistoryArgs {
         let to = params.to.as_deref().map(|text| parse_time("to", text)).transpose()?;
         Ok(Self { page, cursor: params.cursor, range: TimeRange::new(from, to)? })
     }
+}
+
+/// A request's query string as `T`, or 400 `invalid-query` saying what did not fit.
+async fn query_params<T: serde::de::DeserializeOwned + Send, S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<T, ApiError> {
+    let Query(params) = Query::<T>::from_request_parts(parts, state)
+        .await
+        .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+    Ok(params)
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,9 +182,7 @@ impl<S: Send + Sync> FromRequestParts<S> for BalanceAt {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(params) = Query::<BalanceParams>::from_request_parts(parts, state)
-            .await
-            .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+        let params: BalanceParams = query_params(parts, state).await?;
         Ok(Self(params.at.as_deref().map(|text| parse_time("at", text)).transpose()?))
     }
 }
