@@ -130,6 +130,9 @@ BITBURST_PORT=$(free_port)
 log "bitburst in memory, port $BITBURST_PORT"
 start_bitburst "$BITBURST_PORT"
 run_loadgen add-memory "$MEMORY_CONNECTIONS" add --mix add=100 --users "$USERS" --repeat-share 0
+# The users the adds above wrote, as balance-read reads the seeded users on PostgreSQL.
+run_loadgen balance-memory "$MEMORY_CONNECTIONS" balance --mix balance=100 --users "$USERS" \
+    --run-id "bench-$STAMP-add-memory-c$MEMORY_CONNECTIONS"
 stop_bitburst
 
 # --- The table and the machine ----------------------------------------------------------------------
@@ -139,20 +142,23 @@ ratio() {
     [[ -n ${1:-} && -n ${2:-} && $1 != null ]] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }' \
         || echo "-"
 }
+# row SCENARIO CONNECTIONS [MEMORY-SCENARIO]: the last column compares with the memory store's rate.
 row() {
-    local scenario=$1 connections=$2 key="$1/$2" tps=${PGBENCH_TPS[$1/$2]:-}
-    printf '| %s | %s | %s | %s | %s | %s / %s | %s |\n' "$scenario" "$connections" "$(number "$tps")" \
-        "$(number "${BITBURST_RPS[$key]:-}")" "$(ratio "${BITBURST_RPS[$key]:-}" "$tps")" \
+    local scenario=$1 connections=$2 key="$1/$2" tps=${PGBENCH_TPS[$1/$2]:-} memory=-
+    [[ -n ${3:-} ]] && memory=$(ratio "${BITBURST_RPS[$key]:-}" "${BITBURST_RPS[$3/$MEMORY_CONNECTIONS]:-}")
+    printf '| %s | %s | %s | %s | %s | %s | %s / %s | %s |\n' "$scenario" "$connections" "$(number "$tps")" \
+        "$(number "${BITBURST_RPS[$key]:-}")" "$(ratio "${BITBURST_RPS[$key]:-}" "$tps")" "$memory" \
         "$(millis "${BITBURST_P50[$key]:-}")" "$(millis "${BITBURST_P99[$key]:-}")" "${VERIFIED[$key]:-}"
 }
 
 TABLE=$(
-    echo "| scenario | connections | pgbench tps | bitburst req/s | ratio | bitburst p50 / p99 ms | verified |"
-    echo "|---|---:|---:|---:|---:|---:|---|"
-    for scenario in add-random add-hot balance-read; do
-        for connections in "${CONNECTIONS[@]}"; do row "$scenario" "$connections"; done
-    done
+    echo "| scenario | connections | pgbench tps | bitburst req/s | ratio | vs memory store | bitburst p50 / p99 ms | verified |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---|"
+    for connections in "${CONNECTIONS[@]}"; do row add-random "$connections" add-memory; done
+    for connections in "${CONNECTIONS[@]}"; do row add-hot "$connections" add-memory; done
+    for connections in "${CONNECTIONS[@]}"; do row balance-read "$connections" balance-memory; done
     row add-memory "$MEMORY_CONNECTIONS"
+    row balance-memory "$MEMORY_CONNECTIONS"
 )
 
 COMMIT=$(commit_description)
@@ -165,15 +171,18 @@ cat >"$RESULTS/latest.md" <<EOF
 
 $TABLE
 
+![req/s by connections, pgbench vs BitBurst, and p99](latest.svg)
+
 - **pgbench tps**: PostgreSQL running the service's own statements (\`bench/pgbench/\`), \`-M prepared -j 2 -c N\`,
   for $BENCH_SECONDS s each. An add is the adapter's single CTE statement (upsert the account, insert the entry
   with \`balance_after\`) in autocommit: one transaction, one WAL flush.
 - **bitburst req/s**: 2xx answers per second over HTTP from \`loadgen --connections N --duration $BENCH_SECONDS\`
   (closed loop, keep-alive), latency p50 / p99 of those answers. Adds carry a fresh Idempotency-Key each and
   no deliberate repeats (\`--repeat-share 0\`); users \`--users $USERS\` uniform, or one (\`--distribution hot\`).
-  balance-read reads users that a seeding run of 30,000 adds wrote. add-memory is the in-memory store (no
-  PostgreSQL): the cost of HTTP and the service alone.
-- **ratio**: bitburst req/s / pgbench tps. **verified**: loadgen's check that every acknowledged add is in
+  balance-read reads users that a seeding run of 30,000 adds wrote. add-memory and balance-memory are the
+  same binary on its in-memory store (no PostgreSQL): the ceiling of HTTP and the service alone.
+- **ratio**: bitburst req/s / pgbench tps. **vs memory store**: bitburst req/s / the memory store's rate for
+  the same operation (adds: add-memory; reads: balance-memory). **verified**: loadgen's check that every acknowledged add is in
   the ledger exactly once and every balance is exact.
 - BitBurst: pool size $POOL_SIZE (\`BITBURST_PG_POOL_SIZE\`), default log level. Everything (PostgreSQL, the
   service, loadgen or pgbench) shares this machine's cores, so the HTTP figures include loadgen's own CPU.
@@ -189,6 +198,9 @@ $(free -g)
 \`\`\`
 EOF
 
-log "wrote $RESULTS/latest.md and $RAW"
+python3 "$REPO/bench/chart.py" "$RAW" --output "$RESULTS/latest.svg" --title "$COMMIT" >/dev/null \
+    || log "the chart could not be drawn"
+
+log "wrote $RESULTS/latest.md, $RESULTS/latest.svg and $RAW"
 printf '%s\n' "$TABLE"
 [[ $FAILED_RUNS == 0 ]] || die "$FAILED_RUNS measurement(s) failed or did not verify; see above"

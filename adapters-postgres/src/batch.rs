@@ -1,4 +1,8 @@
-//! Recording a batch of adds in one database transaction of four round trips: lock the batch's accounts
+//! Recording adds under their accounts' row locks, for the users that [`crate::optimistic_batch`] set aside
+//! because another transaction held their row or moved their account: this waits for the lock (up to the
+//! statement timeout), so it runs in a lane of its own, one user at a time.
+//!
+//! One database transaction of four round trips: lock the batch's accounts
 //! (creating missing ones; existing ones in user order, so concurrent batches rarely deadlock, and a
 //! batch that does is rolled back whole by PostgreSQL and run again), read the entries
 //! already recorded under its keys, decide every add in memory with the ledger's rule, then insert all

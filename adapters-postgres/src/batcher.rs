@@ -34,7 +34,7 @@ pub enum NotAnswered {
 /// a worker may take it only while its caller waits. One compare-and-swap decides, so a request is
 /// never both answered "not taken" and run.
 #[derive(Debug, Default)]
-struct Claim(AtomicU8);
+pub(crate) struct Claim(AtomicU8);
 
 const WAITING: u8 = 0;
 const TAKEN: u8 = 1;
@@ -45,7 +45,17 @@ impl Claim {
         self.0.compare_exchange(WAITING, to, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
-    fn is_taken(&self) -> bool {
+    /// A worker takes the request, unless its caller gave up on it first.
+    pub(crate) fn take(&self) -> bool {
+        self.settle(TAKEN)
+    }
+
+    /// The caller gives up on the request, unless a worker took it first.
+    pub(crate) fn abandon(&self) -> bool {
+        self.settle(ABANDONED)
+    }
+
+    pub(crate) fn is_taken(&self) -> bool {
         self.0.load(Ordering::Acquire) == TAKEN
     }
 }
@@ -93,11 +103,6 @@ impl<Request: Send + 'static, Answer: Send + 'static> Batcher<Request, Answer> {
         Self { queues, shard_of }
     }
 
-    /// Requests queued and not yet taken by a worker.
-    pub fn waiting(&self) -> usize {
-        self.queues.iter().map(|queue| queue.max_capacity() - queue.capacity()).sum()
-    }
-
     /// Answers `request` as part of whatever batch it joins. If no worker takes it within `patience`, it
     /// is withdrawn and never runs; once a worker has taken it, this waits for its answer however long the
     /// batch takes, because only the batch knows what became of it.
@@ -114,7 +119,7 @@ impl<Request: Send + 'static, Answer: Send + 'static> Batcher<Request, Answer> {
         }
         let answered = match tokio::time::timeout_at(deadline, &mut answer).await {
             Ok(answered) => answered,
-            Err(_elapsed) if claim.settle(ABANDONED) => return Err(NotAnswered::NotTaken(patience)),
+            Err(_elapsed) if claim.abandon() => return Err(NotAnswered::NotTaken(patience)),
             Err(_elapsed) => answer.await,
         };
         answered.map_err(|_dropped| if claim.is_taken() { NotAnswered::Lost } else { NotAnswered::Stopped })
@@ -141,7 +146,7 @@ async fn work<Request, Answer, Run, Answers>(
         }
         // A caller that gave up (its patience ran out, or it went away) has been told its request never
         // ran, or nothing at all: it must not run now.
-        batch.retain(|pending| !pending.reply.is_closed() && pending.claim.settle(TAKEN));
+        batch.retain(|pending| !pending.reply.is_closed() && pending.claim.take());
         if batch.is_empty() {
             continue;
         }

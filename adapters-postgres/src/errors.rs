@@ -99,9 +99,13 @@ fn commit_rolled_back(error: &sqlx::Error) -> bool {
 /// Commits, telling a COMMIT that certainly failed (`Failure::Sql`: nothing was recorded) from one whose
 /// outcome is unknown (`Failure::CommitUnanswered`).
 pub async fn commit(transaction: sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), Failure> {
-    transaction.commit().await.map_err(|error| {
-        if commit_rolled_back(&error) { Failure::Sql(error) } else { Failure::CommitUnanswered(Box::new(error)) }
-    })
+    transaction.commit().await.map_err(autocommit_failure)
+}
+
+/// The failure of a COMMIT, or of a statement that commits by itself: rolled back when the server answered
+/// it with an error (`Failure::Sql`), unknown when the connection went (`Failure::CommitUnanswered`).
+pub fn autocommit_failure(error: sqlx::Error) -> Failure {
+    if commit_rolled_back(&error) { Failure::Sql(error) } else { Failure::CommitUnanswered(Box::new(error)) }
 }
 
 /// A stored balance, checked: a value outside the rules means a corrupt row.

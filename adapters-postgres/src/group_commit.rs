@@ -1,7 +1,9 @@
-//! Group commit: concurrent adds share one database transaction and one COMMIT. Adds gather through a
-//! [`Batcher`]: an idle service records each add at once, as a batch of one; under load adds gather
-//! while the workers' previous batches commit. Every add is answered only after its batch's COMMIT, or
-//! when no worker took it in time (then it never runs).
+//! Group commit: concurrent adds share one database transaction and one commit. Adds gather through a
+//! [`Collector`]: an idle service records each add at once, as a batch of one; under load adds gather
+//! while the batches in flight commit. A batch is recorded by [`optimistic_batch`] in two statements;
+//! users it cannot write without waiting for a row lock are set aside to [`batch`], which waits for the
+//! lock, one user at a time, while other users' batches go on. Every add is answered only after its
+//! batch committed, or when it was not taken into a batch in time (then it never runs).
 
 use std::time::Duration;
 
@@ -9,65 +11,87 @@ use domain::{AddOutcome, NewAdd, RecordAddError, StorageError};
 use sqlx::PgPool;
 
 use crate::batch::{self, Deadlines};
-use crate::batcher::{Batcher, NotAnswered, shard_of_user};
+use crate::batcher::NotAnswered;
+use crate::collector::{Collector, Lanes};
+use crate::optimistic_batch;
 
 /// How adds are gathered into batches.
 #[derive(Debug, Clone, Copy)]
 pub struct GroupCommitSettings {
-    /// Workers, each recording one batch at a time on one connection. Users are spread over them, so a
-    /// user's concurrent adds share one worker's batches.
-    pub workers: usize,
+    /// Batches in flight at once, each on one connection. Fewer means bigger batches; more means more
+    /// round trips overlap. Batches in flight never share a user.
+    pub in_flight: usize,
     /// The most adds in one batch.
     pub max_batch: usize,
 }
 
 impl GroupCommitSettings {
-    /// The default of [`GroupCommitSettings::workers`].
-    pub const DEFAULT_WORKERS: usize = 8;
+    /// The default of [`GroupCommitSettings::in_flight`].
+    pub const DEFAULT_IN_FLIGHT: usize = 2;
     /// The default of [`GroupCommitSettings::max_batch`].
     pub const DEFAULT_MAX_BATCH: usize = 256;
 }
 
 impl Default for GroupCommitSettings {
     fn default() -> Self {
-        Self { workers: Self::DEFAULT_WORKERS, max_batch: Self::DEFAULT_MAX_BATCH }
+        Self { in_flight: Self::DEFAULT_IN_FLIGHT, max_batch: Self::DEFAULT_MAX_BATCH }
     }
 }
 
 type Answer = Result<AddOutcome, RecordAddError>;
 
-fn shard_of_add(add: &NewAdd) -> u64 {
-    shard_of_user(&add.user_id)
+fn user_of(add: &NewAdd) -> domain::UserId {
+    add.user_id.clone()
 }
 
-/// The entrance to the batch workers. Dropping every clone stops them once the queue is empty.
+/// The entrance to group commit. Dropping every clone stops it once the queue is empty.
 #[derive(Debug, Clone)]
 pub struct GroupCommitter {
-    batcher: Batcher<NewAdd, Answer>,
+    collector: Collector<NewAdd, Answer>,
     queue_timeout: Duration,
 }
 
 impl GroupCommitter {
-    /// Starts the workers on the current tokio runtime. An add that no worker takes within `queue_timeout`
-    /// is withdrawn and answered as not recorded (it never reached the database); once taken, it is
-    /// answered with its real outcome.
-    pub fn start(pool: &PgPool, settings: GroupCommitSettings, queue_timeout: Duration, deadlines: Deadlines) -> Self {
-        let pool = pool.clone();
-        let batcher = Batcher::start(settings.workers, settings.max_batch, shard_of_add, move |adds| {
-            let pool = pool.clone();
-            async move { commit(&pool, adds, deadlines).await }
-        });
-        Self { batcher, queue_timeout }
+    /// Starts group commit on the current tokio runtime. An add not taken into a batch within
+    /// `queue_timeout` is withdrawn and answered as not recorded (it never reached the database); once
+    /// taken, it is answered with its real outcome. At most `aside_in_flight` set-aside users wait for
+    /// their row locks at once, each holding a connection.
+    pub fn start(
+        pool: &PgPool,
+        settings: GroupCommitSettings,
+        aside_in_flight: usize,
+        queue_timeout: Duration,
+        deadlines: Deadlines,
+    ) -> Self {
+        let (pool, aside_pool) = (pool.clone(), pool.clone());
+        let lanes = Lanes {
+            in_flight: settings.in_flight,
+            max_batch: settings.max_batch,
+            aside_in_flight,
+            run: move |adds: Vec<NewAdd>| {
+                let pool = pool.clone();
+                async move {
+                    metrics::histogram!("bitburst_pg_batch_size")
+                        .record(u32::try_from(adds.len()).map_or(f64::MAX, f64::from));
+                    optimistic_batch::record_batch(&pool, adds, deadlines).await
+                }
+            },
+            run_aside: move |adds: Vec<NewAdd>| {
+                let pool = aside_pool.clone();
+                async move { commit_waiting_for_locks(&pool, adds, deadlines).await }
+            },
+        };
+        Self { collector: Collector::start(lanes, user_of), queue_timeout }
     }
 
-    /// Adds queued and not yet taken by a worker.
+    /// Adds queued and not yet taken into a batch.
     pub fn waiting(&self) -> usize {
-        self.batcher.waiting()
+        self.collector.waiting()
     }
 
     /// Records one add as part of whatever batch it joins.
     pub async fn record(&self, add: NewAdd) -> Answer {
-        match self.batcher.submit(add, self.queue_timeout).await {
+        match self.collector.submit(add, self.queue_timeout).await {
             Ok(answer) => answer,
             Err(lost @ NotAnswered::Lost) => Err(RecordAddError::OutcomeUnknown(Box::new(lost))),
             Err(not_run) => Err(StorageError::Unavailable(Box::new(not_run)).into()),
@@ -75,9 +99,9 @@ impl GroupCommitter {
     }
 }
 
-async fn commit(pool: &PgPool, adds: Vec<NewAdd>, deadlines: Deadlines) -> Vec<Answer> {
-    metrics::histogram!("bitburst_pg_batch_size").record(u32::try_from(adds.len()).map_or(f64::MAX, f64::from));
-    tracing::trace!(size = adds.len(), "recording a batch");
+/// Records adds in one transaction that waits for the accounts' row locks.
+async fn commit_waiting_for_locks(pool: &PgPool, adds: Vec<NewAdd>, deadlines: Deadlines) -> Vec<Answer> {
+    tracing::debug!(adds = adds.len(), "recording set-aside adds, waiting for their row lock");
     match batch::record_batch(pool, &adds, deadlines).await {
         Ok(answers) => answers,
         Err(failure) => failure.for_each_add(adds.len()).into_iter().map(Err).collect(),

@@ -1,14 +1,15 @@
 //! The [`LedgerRepository`] port on PostgreSQL, through sqlx.
 //!
-//! Adds go through group commit ([`GroupCommitSettings`]): concurrent adds are recorded together in one
-//! database transaction with one COMMIT, each keeping the meaning it would have alone. An add that finds
-//! the service idle is a batch of one. What each add does is decided by the ledger's rule in `domain`
-//! ([`domain::decide_adds`]) over the locked accounts; this crate loads the state and stores the result.
+//! Adds go through group commit ([`GroupCommitSettings`]): concurrent adds are recorded together, each
+//! keeping the meaning it would have alone. An add that finds the service idle is a batch of one. What each
+//! add does is decided by the ledger's rule in `domain` ([`domain::decide_adds`]) over the accounts as
+//! read; this crate loads the state and stores the result.
 //!
 //! Exactly-once per (user, key) is the `ledger_entries_one_per_key` unique constraint, not a lock in this
-//! process, so it holds across instances. Every writer takes the user's account row lock before it looks
-//! for or inserts a key, so a key recorded by another instance is seen, not raced: a batch reads the
-//! batch's keys after locking its accounts and decides around them.
+//! process, so it holds across instances. A batch reads its accounts and the entries under its keys, then
+//! writes a user only if the user's account is unchanged since (any add moves its last sequence), so a key
+//! recorded meanwhile by another instance is seen, not raced: that user is decided again under its row
+//! lock.
 //!
 //! Queries are plain `sqlx::query` rather than the checked `query!` macros: the macros need a live
 //! database or committed offline data at build time, and every statement here is exercised by the
@@ -18,11 +19,13 @@ mod balance_reads;
 mod batch;
 mod batch_plan;
 mod batcher;
+mod collector;
 mod database_url;
 mod entry_row;
 mod errors;
 mod group_commit;
 mod history;
+mod optimistic_batch;
 mod primary;
 mod retry;
 mod verify;
@@ -184,7 +187,10 @@ impl PgLedger {
             before_commit: settings.acquire_timeout + settings.statement_timeout * 4 + Duration::from_secs(1),
             commit: settings.statement_timeout + Duration::from_secs(1),
         };
-        let committer = GroupCommitter::start(&pool, settings.group_commit, settings.queue_timeout, deadlines);
+        // A quarter of the pool at most waits for row locks: the batches and the reads keep the rest.
+        let aside_in_flight = usize::try_from(settings.pool_size / 4).unwrap_or(1).max(1);
+        let committer =
+            GroupCommitter::start(&pool, settings.group_commit, aside_in_flight, settings.queue_timeout, deadlines);
         let balance_reader =
             BalanceReader::start(&pool, settings.read_workers, settings.queue_timeout, deadlines.before_commit);
         let primary =

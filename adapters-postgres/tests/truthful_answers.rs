@@ -112,6 +112,76 @@ async fn an_add_behind_a_locked_row_gets_its_real_outcome_and_one_still_queued_i
     assert_eq!(history_length(&ledger, "locked").await, 2);
 }
 
+/// Adds of 1 for `users` users (`other-0`, `other-1`, ...), `rounds` each, all at once, each with a key of
+/// its own that starts with `keys`; their answers.
+async fn adds_of_other_users(
+    ledger: &Arc<PgLedger>,
+    users: usize,
+    rounds: usize,
+    keys: &str,
+) -> Vec<Result<AddOutcome, RecordAddError>> {
+    let tasks: Vec<_> = (0..users * rounds)
+        .map(|n| {
+            let ledger = Arc::clone(ledger);
+            let (user, key) = (format!("other-{}", n % users), format!("{keys}-{n}"));
+            tokio::spawn(async move { ledger.record_add(add(&user, "1", Some(&key))).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("the task ran"));
+    }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_row_delays_only_its_own_users_adds() {
+    let Some((url, ledger)) = ledger_with(|settings| {
+        settings.statement_timeout = Duration::from_secs(20);
+        // One batch in flight: the one every user's add would queue behind, were a blocked user kept in it.
+        settings.group_commit = GroupCommitSettings { in_flight: 1, max_batch: 256 };
+    })
+    .await
+    else {
+        return;
+    };
+    let ledger = Arc::new(ledger);
+    ledger.record_add(add("locked", "1", None)).await.expect("the account exists");
+    assert!(adds_of_other_users(&ledger, 20, 1, "first").await.iter().all(Result::is_ok), "the other accounts exist");
+    let mut operator = lock_account(&url, "locked").await;
+
+    let first = tokio::spawn({
+        let ledger = Arc::clone(&ledger);
+        async move { ledger.record_add(add("locked", "10", Some("locked-1"))).await }
+    });
+    let mut watcher = session(&url).await;
+    wait_for_service_statement(&mut watcher, "wait_event_type = 'Lock'").await;
+    let second = tokio::spawn({
+        let ledger = Arc::clone(&ledger);
+        async move { ledger.record_add(add("locked", "20", Some("locked-2"))).await }
+    });
+
+    // 20 users, in batches with new ones (accounts created on the way) and behind the waiting user.
+    let answers = adds_of_other_users(&ledger, 20, 10, "while-locked").await;
+    let created = ledger.record_add(add("newcomer", "3", None)).await;
+    let failed: Vec<_> = answers.iter().filter(|answer| !matches!(answer, Ok(AddOutcome::Applied(_)))).collect();
+    assert!(failed.is_empty(), "{} of 200 adds of other users failed: {failed:?}", failed.len());
+    assert!(matches!(created, Ok(AddOutcome::Applied(_))), "{created:?}");
+    assert!(!first.is_finished() && !second.is_finished(), "the locked user's adds still wait, the others did not");
+    assert_eq!(balance(&ledger, "other-7").await, "11.00");
+
+    sqlx::raw_sql("COMMIT").execute(&mut operator).await.expect("the operator lets go");
+    let first = first.await.expect("the task ran");
+    let second = second.await.expect("the task ran");
+    let after = |answer: &Result<AddOutcome, RecordAddError>| match answer {
+        Ok(AddOutcome::Applied(transaction)) => (transaction.sequence.to_i64(), transaction.balance_after.to_string()),
+        other => panic!("recorded once the row is free: {other:?}"),
+    };
+    assert_eq!(after(&first), (2, "11.00".to_owned()), "in the order they were sent");
+    assert_eq!(after(&second), (3, "31.00".to_owned()));
+    assert_eq!(balance(&ledger, "locked").await, "31.00");
+}
+
 #[tokio::test]
 async fn an_add_whose_statement_times_out_is_rolled_back_and_said_to_be_not_recorded() {
     let Some((url, ledger)) = ledger_with(|settings| settings.statement_timeout = Duration::from_millis(700)).await
@@ -135,7 +205,8 @@ async fn a_connection_lost_during_commit_is_an_unknown_outcome_that_a_keyed_retr
     let Some((url, ledger)) = migrated_ledger().await.map(|(database, ledger)| (database.url, ledger)) else {
         return;
     };
-    // A deferred trigger runs inside COMMIT: it holds the COMMIT open long enough to cut its connection.
+    // A deferred trigger runs as the transaction commits (a COMMIT, or the end of a statement that commits
+    // by itself): it holds the commit open long enough to cut its connection.
     sqlx::raw_sql(
         "CREATE FUNCTION linger_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$;
@@ -152,7 +223,7 @@ async fn a_connection_lost_during_commit_is_an_unknown_outcome_that_a_keyed_retr
         async move { ledger.record_add(add("slow", "5", Some("transfer-1"))).await }
     });
     let mut operator = session(&url).await;
-    let pid = wait_for_service_statement(&mut operator, "query = 'COMMIT' AND wait_event = 'PgSleep'").await;
+    let pid = wait_for_service_statement(&mut operator, "wait_event = 'PgSleep'").await;
     sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(&mut operator).await.expect("terminated");
 
     let answer = pending.await.expect("the task ran");
@@ -169,7 +240,8 @@ async fn a_connection_lost_during_commit_is_an_unknown_outcome_that_a_keyed_retr
 async fn after_every_pooled_connection_died_adds_still_succeed_on_fresh_ones() {
     let Some((url, ledger)) = ledger_with(|settings| {
         settings.pool_size = 4;
-        settings.group_commit = GroupCommitSettings { workers: 4, max_batch: 256 };
+        // Small batches, so that 40 adds keep four connections busy and the pool holds them.
+        settings.group_commit = GroupCommitSettings { in_flight: 4, max_batch: 5 };
     })
     .await
     else {
@@ -278,7 +350,7 @@ async fn a_connection_that_falls_silent_is_given_up_as_not_recorded_and_the_work
     let mut settings = PgSettings::new(database.url.replace(&target.to_string(), &proxy.address.to_string()));
     settings.acquire_timeout = Duration::from_millis(500);
     settings.statement_timeout = Duration::from_millis(300);
-    settings.group_commit = GroupCommitSettings { workers: 1, max_batch: 256 };
+    settings.group_commit = GroupCommitSettings { in_flight: 1, max_batch: 256 };
     let ledger = PgLedger::connect_lazy(&settings).expect("a valid URL");
     ledger.record_add(add("partitioned", "1", None)).await.expect("recorded before the partition");
     // The connection goes back to the pool (after a ping) and waits there: the partition strikes the next

@@ -83,15 +83,15 @@ pub struct Config {
     )]
     pub pg_statement_timeout_ms: Milliseconds,
 
-    /// Group commit: how many batches of adds may be in flight at once (each holds a connection). Users
-    /// are spread over the workers, so one user's concurrent adds always share a batch.
+    /// Group commit: how many batches of adds may be in flight at once (each holds a connection). Fewer
+    /// make bigger batches; batches in flight never share a user.
     #[arg(
         long,
-        env = "BITBURST_PG_BATCH_WORKERS",
-        default_value_t = GroupCommitSettings::DEFAULT_WORKERS,
+        env = "BITBURST_PG_BATCHES_IN_FLIGHT",
+        default_value_t = GroupCommitSettings::DEFAULT_IN_FLIGHT,
         value_name = "BATCHES"
     )]
-    pub pg_batch_workers: usize,
+    pub pg_batches_in_flight: usize,
 
     /// Group commit: the most adds recorded in one database transaction.
     #[arg(
@@ -255,7 +255,7 @@ impl Config {
             acquire_timeout: self.pg_acquire_timeout_ms.0,
             statement_timeout: self.pg_statement_timeout_ms.0,
             queue_timeout: self.store_timeout(),
-            group_commit: GroupCommitSettings { workers: self.pg_batch_workers, max_batch: self.pg_batch_max },
+            group_commit: GroupCommitSettings { in_flight: self.pg_batches_in_flight, max_batch: self.pg_batch_max },
             read_workers: self.pg_read_workers,
         })
     }

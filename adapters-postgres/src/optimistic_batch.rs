@@ -1,0 +1,260 @@
+//! Recording a batch of adds in two statements and no lock held between them: read the batch's accounts
+//! and the entries already recorded under its keys, decide every add with the ledger's rule, then write
+//! the entries and the accounts in one statement, which is its own transaction and commits by itself.
+//!
+//! The write applies a user's adds only if the user's account is still as it was read (the same last
+//! sequence, or still no account at all) and the row is not locked by anyone else (`SKIP LOCKED`): then
+//! the decision stands, because every add to an account moves its last sequence. A user whose account
+//! moved (another instance recorded an add) or is locked (an operator's transaction, a migration) is not
+//! written, and its adds are set aside to [`crate::batch`], which waits for the row lock; the other users
+//! of the batch never wait for it. The unique indexes on `(user_id, sequence)` and `(user_id,
+//! idempotency_key)` refuse whatever a bug in this reasoning would let through.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use domain::{
+    AccountState, AddOutcome, ChainHead, IdempotencyKey, NewAdd, NewEntry, RecordAddError, StorageError, Transaction,
+    UserId,
+};
+use rust_decimal::Decimal;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Row};
+use uuid::Uuid;
+
+use crate::batch::Deadlines;
+use crate::batch_plan::{BatchPlan, plan};
+use crate::collector::Handled;
+use crate::entry_row::{account_from_row, entry_from_row};
+use crate::errors::{Failure, NoAnswer, autocommit_failure, is_retryable_conflict, violated_constraint};
+use crate::retry::retrying;
+
+type Answer = Result<AddOutcome, RecordAddError>;
+
+/// The database's clock, the batch's accounts, and the entries recorded under the batch's keys, one row
+/// each, told apart by `kind`. The clock is one for every instance, so a user's times do not depend on
+/// which instance recorded an add.
+const READ_ACCOUNTS_AND_KEYS: &str = "
+SELECT 'clock' AS kind, NULL::text AS user_id, NULL::numeric AS balance, NULL::bigint AS last_sequence,
+       NULL::bytea AS last_hash, NULL::timestamptz AS last_created_at, NULL::uuid AS id, NULL::bigint AS sequence,
+       NULL::numeric AS amount, NULL::numeric AS balance_after, NULL::timestamptz AS created_at,
+       NULL::bytea AS hash, NULL::text AS idempotency_key, clock_timestamp() AS now
+UNION ALL
+SELECT 'account', user_id, balance, last_sequence, last_hash, last_created_at,
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM accounts WHERE user_id = ANY($1)
+UNION ALL
+SELECT 'entry', user_id, NULL, NULL, NULL, NULL,
+       id, sequence, amount, balance_after, created_at, hash, idempotency_key, NULL
+FROM ledger_entries JOIN unnest($2::text[], $3::text[]) AS wanted (wanted_user, wanted_key)
+  ON user_id = wanted_user AND idempotency_key = wanted_key";
+
+/// Writes each user whose account is still as read and not locked elsewhere (`expected_sequence` NULL: no
+/// account was read, and one is created), and inserts the entries of exactly those users. Returns them.
+const WRITE_UNCHANGED_ACCOUNTS: &str = "
+WITH head AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::numeric[], $4::bigint[], $5::bytea[], $6::timestamptz[])
+        AS head (user_id, expected_sequence, balance, last_sequence, last_hash, last_created_at)
+), claimed AS (
+    SELECT account.user_id FROM accounts AS account JOIN head USING (user_id)
+    WHERE account.last_sequence = head.expected_sequence
+    ORDER BY account.user_id
+    FOR UPDATE OF account SKIP LOCKED
+), updated AS (
+    UPDATE accounts AS account
+    SET balance = head.balance, last_sequence = head.last_sequence, last_hash = head.last_hash,
+        last_created_at = head.last_created_at, updated_at = now()
+    FROM head JOIN claimed USING (user_id)
+    WHERE account.user_id = head.user_id AND account.last_sequence = head.expected_sequence
+    RETURNING account.user_id
+), created AS (
+    INSERT INTO accounts (user_id, balance, last_sequence, last_hash, last_created_at)
+    SELECT user_id, balance, last_sequence, last_hash, last_created_at FROM head
+    WHERE expected_sequence IS NULL
+    ORDER BY user_id
+    ON CONFLICT (user_id) DO NOTHING
+    RETURNING user_id
+), written AS (
+    SELECT user_id FROM updated UNION ALL SELECT user_id FROM created
+), inserted AS (
+    INSERT INTO ledger_entries (id, user_id, sequence, amount, balance_after, idempotency_key, created_at, hash)
+    SELECT entry.* FROM unnest(
+        $7::uuid[], $8::text[], $9::bigint[], $10::numeric[], $11::numeric[], $12::text[], $13::timestamptz[],
+        $14::bytea[]) AS entry (id, user_id, sequence, amount, balance_after, idempotency_key, created_at, hash)
+    WHERE entry.user_id IN (SELECT user_id FROM written)
+)
+SELECT user_id FROM written";
+
+/// Records `adds` (or sets aside the users it cannot write without waiting); one result per add, in
+/// order.
+pub async fn record_batch(pool: &PgPool, adds: Vec<NewAdd>, deadlines: Deadlines) -> Vec<Handled<NewAdd, Answer>> {
+    let read = tokio::time::timeout(deadlines.before_commit, retrying(pool, |_| false, || read(pool, &adds))).await;
+    let (mut connection, read) = match read.unwrap_or(Err(Failure::Unanswered(NoAnswer(deadlines.before_commit)))) {
+        Ok(read) => read,
+        Err(failure) => {
+            return failure.for_each_add(adds.len()).into_iter().map(|e| Handled::Answered(Err(e))).collect();
+        }
+    };
+    let plan = plan(&adds, &read.states, &read.recorded, read.now);
+    let to_write: HashSet<UserId> = plan.final_states.iter().map(|(user, _)| user.clone()).collect();
+    let written = if to_write.is_empty() {
+        Ok(HashSet::new())
+    } else {
+        tokio::time::timeout(deadlines.commit, write(&mut connection, &plan, &read))
+            .await
+            .unwrap_or_else(|_| Err(Failure::CommitUnanswered(Box::new(NoAnswer(deadlines.commit)))))
+    };
+    drop(connection);
+    answer(adds, plan, &to_write, written)
+}
+
+/// Each add's answer: from the plan if its user needed no write or was written; set aside if its user
+/// could not be written without waiting; the failure's answer if the write failed.
+fn answer(
+    adds: Vec<NewAdd>,
+    plan: BatchPlan,
+    to_write: &HashSet<UserId>,
+    written: Result<HashSet<UserId>, Failure>,
+) -> Vec<Handled<NewAdd, Answer>> {
+    let (written, mut failed) = match written {
+        Ok(written) => (written, Vec::new()),
+        // Rolled back because it lost a race with another writer (a deadlock over new accounts, or a key
+        // or sequence taken meanwhile): the locking lane decides these users again.
+        Err(Failure::Sql(error)) if lost_a_race(&error) => (HashSet::new(), Vec::new()),
+        Err(failure) => {
+            let count = adds.iter().filter(|add| to_write.contains(&add.user_id)).count();
+            (HashSet::new(), failure.for_each_add(count))
+        }
+    };
+    let mut set_aside = 0_u64;
+    let entries = plan.entries;
+    let handled = adds
+        .into_iter()
+        .zip(plan.decisions)
+        .map(|(add, decision)| {
+            if !to_write.contains(&add.user_id) || written.contains(&add.user_id) {
+                Handled::Answered(decision.outcome(&entries))
+            } else if let Some(error) = failed.pop() {
+                Handled::Answered(Err(error))
+            } else {
+                set_aside += 1;
+                Handled::SetAside(add)
+            }
+        })
+        .collect();
+    if set_aside > 0 {
+        metrics::counter!("bitburst_pg_adds_set_aside_total").increment(set_aside);
+    }
+    handled
+}
+
+fn lost_a_race(error: &sqlx::Error) -> bool {
+    is_retryable_conflict(error)
+        || matches!(violated_constraint(error), Some("ledger_entries_one_per_key" | "ledger_entries_user_sequence"))
+}
+
+/// What the batch read: the accounts by user (absent: no account), which users have an account row, the
+/// entries under the batch's keys by user, and the database's clock.
+struct Read {
+    states: HashMap<UserId, AccountState>,
+    existing: HashSet<UserId>,
+    recorded: HashMap<UserId, HashMap<IdempotencyKey, Transaction>>,
+    now: DateTime<Utc>,
+}
+
+async fn read(pool: &PgPool, adds: &[NewAdd]) -> Result<(PoolConnection<Postgres>, Read), Failure> {
+    let mut users: Vec<&str> = adds.iter().map(|add| add.user_id.as_str()).collect();
+    users.sort_unstable();
+    users.dedup();
+    let (key_users, keys): (Vec<&str>, Vec<&str>) =
+        adds.iter().filter_map(|add| Some((add.user_id.as_str(), add.idempotency_key.as_ref()?.as_str()))).unzip();
+    let mut connection = pool.acquire().await?;
+    let rows =
+        sqlx::query(READ_ACCOUNTS_AND_KEYS).bind(users).bind(key_users).bind(keys).fetch_all(&mut *connection).await?;
+    let mut read = Read {
+        states: HashMap::new(),
+        existing: HashSet::new(),
+        recorded: HashMap::new(),
+        now: DateTime::<Utc>::MIN_UTC,
+    };
+    for row in &rows {
+        let kind: &str = row.try_get("kind")?;
+        match kind {
+            "clock" => read.now = row.try_get("now")?,
+            "account" => {
+                let user = user_from_row(row)?;
+                read.states.insert(user.clone(), account_from_row(row).map_err(Failure::Corrupt)?);
+                read.existing.insert(user);
+            }
+            _ => {
+                let transaction = entry_from_row(row).map_err(Failure::Corrupt)?;
+                let key: String = row.try_get("idempotency_key")?;
+                let key = IdempotencyKey::parse(key.as_bytes())
+                    .map_err(|invalid| Failure::Corrupt(StorageError::Failed(Box::new(invalid))))?;
+                read.recorded.entry(transaction.user_id.clone()).or_default().insert(key, transaction);
+            }
+        }
+    }
+    Ok((connection, read))
+}
+
+fn user_from_row(row: &PgRow) -> Result<UserId, Failure> {
+    let user: &str = row.try_get("user_id")?;
+    UserId::parse(user).map_err(|invalid| Failure::Corrupt(StorageError::Failed(invalid.to_string().into())))
+}
+
+/// Runs the write; the users it wrote. A failure here is of a statement that commits by itself, so a
+/// lost connection leaves its outcome unknown.
+async fn write(
+    connection: &mut PoolConnection<Postgres>,
+    plan: &BatchPlan,
+    read: &Read,
+) -> Result<HashSet<UserId>, Failure> {
+    let heads: Vec<(&UserId, &AccountState, ChainHead)> =
+        plan.final_states.iter().filter_map(|(user, state)| Some((user, state, state.head?))).collect();
+    let head_users: Vec<&str> = heads.iter().map(|(user, _, _)| user.as_str()).collect();
+    let expected: Vec<Option<i64>> = heads
+        .iter()
+        .map(|(user, _, _)| {
+            let as_read = read.states.get(*user).and_then(|state| state.head);
+            read.existing.contains(*user).then(|| as_read.map_or(0, |head| head.sequence.to_i64()))
+        })
+        .collect();
+    let balances: Vec<Decimal> = heads.iter().map(|(_, state, _)| state.balance.as_decimal()).collect();
+    let last_sequences: Vec<i64> = heads.iter().map(|(_, _, head)| head.sequence.to_i64()).collect();
+    let last_hashes: Vec<&[u8]> = heads.iter().map(|(_, _, head)| &head.hash.as_bytes()[..]).collect();
+    let last_times: Vec<DateTime<Utc>> = heads.iter().map(|(_, _, head)| head.created_at).collect();
+
+    let entries: &[NewEntry] = &plan.entries;
+    let recorded = || entries.iter().map(|entry| &entry.transaction);
+    let ids: Vec<Uuid> = recorded().map(|t| t.id.as_uuid()).collect();
+    let users: Vec<&str> = recorded().map(|t| t.user_id.as_str()).collect();
+    let sequences: Vec<i64> = recorded().map(|t| t.sequence.to_i64()).collect();
+    let amounts: Vec<Decimal> = recorded().map(|t| t.amount.as_decimal()).collect();
+    let balances_after: Vec<Decimal> = recorded().map(|t| t.balance_after.as_decimal()).collect();
+    let keys: Vec<Option<&str>> =
+        entries.iter().map(|entry| entry.idempotency_key.as_ref().map(IdempotencyKey::as_str)).collect();
+    let times: Vec<DateTime<Utc>> = recorded().map(|t| t.created_at).collect();
+    let hashes: Vec<&[u8]> = recorded().map(|t| &t.hash.as_bytes()[..]).collect();
+
+    let rows = sqlx::query(WRITE_UNCHANGED_ACCOUNTS)
+        .bind(head_users)
+        .bind(expected)
+        .bind(balances)
+        .bind(last_sequences)
+        .bind(last_hashes)
+        .bind(last_times)
+        .bind(ids)
+        .bind(users)
+        .bind(sequences)
+        .bind(amounts)
+        .bind(balances_after)
+        .bind(keys)
+        .bind(times)
+        .bind(hashes)
+        .fetch_all(&mut **connection)
+        .await
+        .map_err(autocommit_failure)?;
+    rows.iter().map(user_from_row).collect()
+}
