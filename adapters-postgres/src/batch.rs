@@ -22,7 +22,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction as DbTransaction};
 use uuid::Uuid;
 
 use crate::batch_plan::{BatchPlan, plan};
-use crate::entry_row::{ENTRY_COLUMNS, account_from_row, entry_from_row};
+use crate::entry_row::{account_from_row, entries_under_keys, entry_from_row};
 use crate::errors::{Failure, NoAnswer, commit, violated_constraint};
 use crate::retry::retrying;
 
@@ -62,7 +62,7 @@ SET balance = final.balance, last_sequence = final.last_sequence, last_hash = fi
     last_created_at = final.last_created_at, updated_at = now()
 FROM unnest($9::text[], $10::numeric[], $11::bigint[], $12::bytea[], $13::timestamptz[])
      AS final (user_id, balance, last_sequence, last_hash, last_created_at)
-WHERE account.user_id = final.user_id";
+WHERE account.user_id = final.user_id AND account.user_id = ANY($9)";
 
 /// How long a batch waits for the database before it gives up: client-side backstops for a connection that
 /// died silently, well beyond what the server's own timeouts allow a healthy connection.
@@ -155,12 +155,7 @@ async fn recorded_under_keys(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let sql = format!(
-        "SELECT {ENTRY_COLUMNS}, idempotency_key FROM ledger_entries
-         JOIN unnest($1::text[], $2::text[]) AS wanted (wanted_user, wanted_key)
-           ON user_id = wanted_user AND idempotency_key = wanted_key"
-    );
-    let rows = sqlx::query(&sql).bind(users).bind(keys).fetch_all(&mut **transaction).await?;
+    let rows = sqlx::query(entries_under_keys!()).bind(users).bind(keys).fetch_all(&mut **transaction).await?;
     let mut recorded: HashMap<UserId, HashMap<IdempotencyKey, Transaction>> = HashMap::new();
     for row in &rows {
         let transaction = entry_from_row(row).map_err(Failure::Corrupt)?;

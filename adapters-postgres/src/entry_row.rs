@@ -12,6 +12,21 @@ use crate::errors::{amount_from, balance_from, storage_error};
 /// The columns every query of entries reads, as [`entry_from_row`] expects them.
 pub const ENTRY_COLUMNS: &str = "id, user_id, sequence, amount, balance_after, created_at, hash";
 
+/// The entries recorded under the (user, key) pairs of the arrays `$1` and `$2`, with their keys, one index
+/// lookup each. A plan is cached per connection, and one made while the table was small would keep a
+/// join of the pairs as a hash join over a sequential scan of every entry as the ledger grows; a lateral
+/// subquery with a `LIMIT` is never turned into such a join. A macro, so that statements can `concat!` it.
+macro_rules! entries_under_keys {
+    () => {
+        "SELECT entry.* FROM unnest($1::text[], $2::text[]) AS wanted (wanted_user, wanted_key)
+         CROSS JOIN LATERAL (
+             SELECT id, user_id, sequence, amount, balance_after, created_at, hash, idempotency_key
+             FROM ledger_entries WHERE user_id = wanted_user AND idempotency_key = wanted_key LIMIT 1
+         ) AS entry"
+    };
+}
+pub(crate) use entries_under_keys;
+
 /// An entry, from a row of [`ENTRY_COLUMNS`]. Every value is checked again: a row that breaks a rule is
 /// reported as a store failure, never passed on.
 pub fn entry_from_row(row: &PgRow) -> Result<Transaction, StorageError> {

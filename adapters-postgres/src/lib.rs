@@ -157,7 +157,11 @@ impl PgLedger {
                 .options
                 .clone()
                 .application_name("bitburst")
-                .options([("statement_timeout", statement_timeout.as_str())]);
+                // Every statement of the service finds its rows through an index by user. A prepared
+                // statement's plan is kept per connection, and one made while a table was small (a new
+                // ledger) would keep scanning the whole table as it grows; without sequential scans the
+                // planner keeps to the indexes whatever the table's size was.
+                .options([("statement_timeout", statement_timeout.as_str()), ("enable_seqscan", "off")]);
         }
         let options = hosts[0].options.clone();
         let mut pool_options = PgPoolOptions::new();
@@ -244,7 +248,8 @@ impl PgLedger {
     /// statement timeout: a migration that rewrites a large ledger takes as long as it takes, once.
     pub async fn migrate(&self) -> Result<(), ConnectError> {
         // A pool of its own rather than one borrowed connection: the migrator's future is then `Send`.
-        let options = (*self.pool.connect_options()).clone().options([("statement_timeout", "0")]);
+        let options =
+            (*self.pool.connect_options()).clone().options([("statement_timeout", "0"), ("enable_seqscan", "on")]);
         let migration_pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(self.pool.options().get_acquire_timeout())

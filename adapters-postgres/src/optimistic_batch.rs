@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::batch::Deadlines;
 use crate::batch_plan::{BatchPlan, plan};
 use crate::collector::Handled;
-use crate::entry_row::{account_from_row, entry_from_row};
+use crate::entry_row::{account_from_row, entries_under_keys, entry_from_row};
 use crate::errors::{Failure, NoAnswer, autocommit_failure, is_retryable_conflict, violated_constraint};
 use crate::retry::retrying;
 
@@ -35,20 +35,23 @@ type Answer = Result<AddOutcome, RecordAddError>;
 /// The database's clock, the batch's accounts, and the entries recorded under the batch's keys, one row
 /// each, told apart by `kind`. The clock is one for every instance, so a user's times do not depend on
 /// which instance recorded an add.
-const READ_ACCOUNTS_AND_KEYS: &str = "
-SELECT 'clock' AS kind, NULL::text AS user_id, NULL::numeric AS balance, NULL::bigint AS last_sequence,
-       NULL::bytea AS last_hash, NULL::timestamptz AS last_created_at, NULL::uuid AS id, NULL::bigint AS sequence,
-       NULL::numeric AS amount, NULL::numeric AS balance_after, NULL::timestamptz AS created_at,
-       NULL::bytea AS hash, NULL::text AS idempotency_key, clock_timestamp() AS now
-UNION ALL
-SELECT 'account', user_id, balance, last_sequence, last_hash, last_created_at,
-       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM accounts WHERE user_id = ANY($1)
-UNION ALL
-SELECT 'entry', user_id, NULL, NULL, NULL, NULL,
-       id, sequence, amount, balance_after, created_at, hash, idempotency_key, NULL
-FROM ledger_entries JOIN unnest($2::text[], $3::text[]) AS wanted (wanted_user, wanted_key)
-  ON user_id = wanted_user AND idempotency_key = wanted_key";
+const READ_ACCOUNTS_AND_KEYS: &str = concat!(
+    "SELECT 'clock' AS kind, NULL::text AS user_id, NULL::numeric AS balance, NULL::bigint AS last_sequence,
+            NULL::bytea AS last_hash, NULL::timestamptz AS last_created_at, NULL::uuid AS id,
+            NULL::bigint AS sequence, NULL::numeric AS amount, NULL::numeric AS balance_after,
+            NULL::timestamptz AS created_at, NULL::bytea AS hash, NULL::text AS idempotency_key,
+            clock_timestamp() AS now
+     UNION ALL
+     SELECT 'account', user_id, balance, last_sequence, last_hash, last_created_at,
+            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+     FROM accounts WHERE user_id = ANY($3)
+     UNION ALL
+     SELECT 'entry', user_id, NULL, NULL, NULL, NULL,
+            id, sequence, amount, balance_after, created_at, hash, idempotency_key, NULL
+     FROM (",
+    entries_under_keys!(),
+    ") AS under_keys"
+);
 
 /// Writes each user whose account is still as read and not locked elsewhere (`expected_sequence` NULL: no
 /// account was read, and one is created), and inserts the entries of exactly those users. Returns them.
@@ -58,15 +61,15 @@ WITH head AS (
         AS head (user_id, expected_sequence, balance, last_sequence, last_hash, last_created_at)
 ), claimed AS (
     SELECT account.user_id FROM accounts AS account JOIN head USING (user_id)
-    WHERE account.last_sequence = head.expected_sequence
-    ORDER BY account.user_id
+    WHERE account.user_id = ANY($1) AND account.last_sequence = head.expected_sequence
     FOR UPDATE OF account SKIP LOCKED
 ), updated AS (
     UPDATE accounts AS account
     SET balance = head.balance, last_sequence = head.last_sequence, last_hash = head.last_hash,
         last_created_at = head.last_created_at, updated_at = now()
     FROM head JOIN claimed USING (user_id)
-    WHERE account.user_id = head.user_id AND account.last_sequence = head.expected_sequence
+    WHERE account.user_id = head.user_id AND account.user_id = ANY($1)
+      AND account.last_sequence = head.expected_sequence
     RETURNING account.user_id
 ), created AS (
     INSERT INTO accounts (user_id, balance, last_sequence, last_hash, last_created_at)
@@ -171,7 +174,7 @@ async fn read(pool: &PgPool, adds: &[NewAdd]) -> Result<(PoolConnection<Postgres
         adds.iter().filter_map(|add| Some((add.user_id.as_str(), add.idempotency_key.as_ref()?.as_str()))).unzip();
     let mut connection = pool.acquire().await?;
     let rows =
-        sqlx::query(READ_ACCOUNTS_AND_KEYS).bind(users).bind(key_users).bind(keys).fetch_all(&mut *connection).await?;
+        sqlx::query(READ_ACCOUNTS_AND_KEYS).bind(key_users).bind(keys).bind(users).fetch_all(&mut *connection).await?;
     let mut read = Read {
         states: HashMap::new(),
         existing: HashSet::new(),
@@ -257,4 +260,133 @@ async fn write(
         .await
         .map_err(autocommit_failure)?;
     rows.iter().map(user_from_row).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use domain::{Amount, LedgerRepository};
+
+    use super::*;
+    use crate::{PgLedger, PgSettings};
+
+    const DEADLINES: Deadlines = Deadlines { before_commit: Duration::from_secs(30), commit: Duration::from_secs(30) };
+
+    fn add(user_id: &str, amount: &str, key: Option<&str>) -> NewAdd {
+        NewAdd {
+            user_id: UserId::parse(user_id).expect("valid"),
+            amount: Amount::parse(amount).expect("valid"),
+            idempotency_key: key.map(|k| IdempotencyKey::parse(k.as_bytes()).expect("valid")),
+        }
+    }
+
+    fn describe(handled: &Handled<NewAdd, Answer>) -> String {
+        match handled {
+            Handled::Answered(Ok(AddOutcome::Applied(t))) => {
+                format!("applied {} -> {} #{}", t.amount, t.balance_after, t.sequence.to_i64())
+            }
+            Handled::Answered(Ok(AddOutcome::Replayed(t))) => format!("replayed {} #{}", t.amount, t.sequence.to_i64()),
+            Handled::Answered(Err(error)) => format!("error {error}"),
+            Handled::SetAside(add) => format!("set aside {}", add.user_id),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unlocked_batch_is_written_at_once_for_new_and_existing_users() {
+        let Some(database) = testkit::postgres::fresh_database().await else { return };
+        let ledger = PgLedger::connect_lazy(&PgSettings::new(&database.url)).expect("a valid URL");
+        ledger.migrate().await.expect("the migrations apply");
+        ledger.record_add(add("old", "5", Some("before"))).await.expect("recorded");
+        let batch = vec![
+            add("old", "1", None),
+            add("new", "2", Some("k")),
+            add("old", "5", Some("before")),
+            add("new", "2", Some("k")),
+            add("new", "3", None),
+        ];
+        let described: Vec<String> = record_batch(ledger.pool(), batch, DEADLINES).await.iter().map(describe).collect();
+        assert_eq!(
+            described,
+            [
+                "applied 1.00 -> 6.00 #2",
+                "applied 2.00 -> 2.00 #1",
+                "replayed 5.00 #1",
+                "replayed 2.00 #1",
+                "applied 3.00 -> 5.00 #2"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_user_whose_row_is_locked_is_set_aside_and_the_others_written() {
+        let Some(database) = testkit::postgres::fresh_database().await else { return };
+        let ledger = PgLedger::connect_lazy(&PgSettings::new(&database.url)).expect("a valid URL");
+        ledger.migrate().await.expect("the migrations apply");
+        for user in ["locked", "free"] {
+            ledger.record_add(add(user, "1", None)).await.expect("recorded");
+        }
+        let mut operator = ledger.pool().begin().await.expect("a transaction");
+        sqlx::query("SELECT 1 FROM accounts WHERE user_id = 'locked' FOR UPDATE")
+            .execute(&mut *operator)
+            .await
+            .expect("locked");
+        let batch = vec![add("locked", "1", None), add("free", "1", None), add("locked", "2", None)];
+        let described: Vec<String> = record_batch(ledger.pool(), batch, DEADLINES).await.iter().map(describe).collect();
+        assert_eq!(described, ["set aside locked", "applied 1.00 -> 2.00 #2", "set aside locked"]);
+        operator.rollback().await.expect("released");
+        assert_eq!(ledger.balance(&UserId::parse("locked").expect("valid")).await.expect("read").to_string(), "1.00");
+    }
+
+    #[tokio::test]
+    async fn a_user_whose_account_moved_since_the_read_is_not_written() {
+        let Some(database) = testkit::postgres::fresh_database().await else { return };
+        let ledger = PgLedger::connect_lazy(&PgSettings::new(&database.url)).expect("a valid URL");
+        ledger.migrate().await.expect("the migrations apply");
+        ledger.record_add(add("moved", "1", None)).await.expect("recorded");
+        let batch = [add("moved", "10", Some("k")), add("newcomer", "1", None)];
+        let (mut connection, stale) = read(ledger.pool(), &batch).await.expect("read");
+        // Another instance records an add for the user, and creates the newcomer, after this batch read.
+        ledger.record_add(add("moved", "2", None)).await.expect("recorded");
+        ledger.record_add(add("newcomer", "5", None)).await.expect("recorded");
+        let plan = plan(&batch, &stale.states, &stale.recorded, stale.now);
+        let written = write(&mut connection, &plan, &stale).await.expect("the statement runs");
+        assert!(written.is_empty(), "neither decision stands: {written:?}");
+        drop(connection);
+        let balance = |user: &'static str| {
+            let ledger = ledger.clone();
+            async move { ledger.balance(&UserId::parse(user).expect("valid")).await.expect("read").to_string() }
+        };
+        assert_eq!(balance("moved").await, "3.00", "nothing of the stale decision was written");
+        assert_eq!(balance("newcomer").await, "5.00");
+    }
+
+    #[tokio::test]
+    async fn plans_made_on_a_new_ledger_keep_to_the_indexes_as_it_grows() {
+        let Some(database) = testkit::postgres::fresh_database().await else { return };
+        let ledger = PgLedger::connect_lazy(&PgSettings::new(&database.url)).expect("a valid URL");
+        ledger.migrate().await.expect("the migrations apply");
+        let mut connection = ledger.pool().acquire().await.expect("a connection of the service");
+        // What a connection's statement cache does: plan once, on the tables as they are, and keep it.
+        let statements = [
+            // A ledger a few minutes old: a handful of accounts, which autovacuum has analyzed.
+            "INSERT INTO accounts (user_id, balance) SELECT 'first-' || n, 0 FROM generate_series(1, 20) AS n; \
+             ANALYZE accounts"
+                .to_owned(),
+            format!(
+                "SET plan_cache_mode = force_generic_plan; PREPARE read_batch(text[], text[], text[]) AS {READ_ACCOUNTS_AND_KEYS}"
+            ),
+            "EXECUTE read_batch('{a}', '{k}', '{a}')".to_owned(),
+            "INSERT INTO accounts (user_id, balance) SELECT 'user-' || n, 0 FROM generate_series(1, 20000) AS n"
+                .to_owned(),
+        ];
+        for statement in &statements {
+            sqlx::raw_sql(statement).execute(&mut *connection).await.expect("runs");
+        }
+        let plan: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE read_batch('{a}', '{k}', '{user-7}')")
+            .fetch_all(&mut *connection)
+            .await
+            .expect("explained");
+        assert!(!plan.iter().any(|line| line.contains("Seq Scan")), "{}", plan.join("\n"));
+    }
 }
