@@ -105,7 +105,7 @@ impl PgSettings {
     /// The default of [`PgSettings::queue_timeout`].
     pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
     /// The default of [`PgSettings::read_workers`].
-    pub const DEFAULT_READ_WORKERS: usize = 4;
+    pub const DEFAULT_READ_WORKERS: usize = 1;
 
     /// Settings for `url` with the defaults of the binary.
     pub fn new(url: impl Into<String>) -> Self {
