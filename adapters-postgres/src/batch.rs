@@ -62,7 +62,7 @@ SET balance = final.balance, last_sequence = final.last_sequence, last_hash = fi
     last_created_at = final.last_created_at, updated_at = now()
 FROM unnest($9::text[], $10::numeric[], $11::bigint[], $12::bytea[], $13::timestamptz[])
      AS final (user_id, balance, last_sequence, last_hash, last_created_at)
-WHERE account.user_id = final.user_id AND account.user_id = ANY($9)";
+WHERE account.user_id = final.user_id";
 
 /// How long a batch waits for the database before it gives up: client-side backstops for a connection that
 /// died silently, well beyond what the server's own timeouts allow a healthy connection.

@@ -60,16 +60,18 @@ WITH head AS (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::numeric[], $4::bigint[], $5::bytea[], $6::timestamptz[])
         AS head (user_id, expected_sequence, balance, last_sequence, last_hash, last_created_at)
 ), claimed AS (
-    SELECT account.user_id FROM accounts AS account JOIN head USING (user_id)
-    WHERE account.user_id = ANY($1) AND account.last_sequence = head.expected_sequence
-    FOR UPDATE OF account SKIP LOCKED
+    -- One index descent per user; a join with `head` here would search the whole array once per user.
+    SELECT user_id, last_sequence FROM accounts WHERE user_id = ANY($1)
+    FOR UPDATE SKIP LOCKED
+), unchanged AS (
+    SELECT head.* FROM head JOIN claimed USING (user_id)
+    WHERE claimed.last_sequence = head.expected_sequence
 ), updated AS (
     UPDATE accounts AS account
-    SET balance = head.balance, last_sequence = head.last_sequence, last_hash = head.last_hash,
-        last_created_at = head.last_created_at, updated_at = now()
-    FROM head JOIN claimed USING (user_id)
-    WHERE account.user_id = head.user_id AND account.user_id = ANY($1)
-      AND account.last_sequence = head.expected_sequence
+    SET balance = unchanged.balance, last_sequence = unchanged.last_sequence, last_hash = unchanged.last_hash,
+        last_created_at = unchanged.last_created_at, updated_at = now()
+    FROM unchanged
+    WHERE account.user_id = unchanged.user_id AND account.last_sequence = unchanged.expected_sequence
     RETURNING account.user_id
 ), created AS (
     INSERT INTO accounts (user_id, balance, last_sequence, last_hash, last_created_at)
