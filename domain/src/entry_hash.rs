@@ -85,8 +85,16 @@ fn lower_hex_value(digit: u8) -> Option<u8> {
 }
 
 impl fmt::Display for EntryHash {
+    /// Lowercase hex. Written out here rather than byte by byte through `{:02x}`: every transaction the
+    /// service answers with carries one, and the formatter's machinery per byte showed in its profile.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0_u8; 64];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
     }
 }
 
