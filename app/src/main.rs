@@ -8,11 +8,6 @@ use bitburst::{Application, Command, Config, StartupError};
 use clap::Parser;
 use domain::error_chain;
 
-// glibc's malloc contends on its arena locks under the many small allocations of requests on both worker
-// threads; mimalloc keeps them thread-local. Measured with bench/ab.sh: +7% random adds (bench/README.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
