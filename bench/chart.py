@@ -171,7 +171,10 @@ def bar_panel(panel, scenario, title, results):
         y = top + height - height * value / top_value
         parts.append(element("line", x1=left, y1=y, x2=left + width, y2=y, stroke=MEMORY_COLOUR, stroke_width=1.5,
                              stroke_dasharray="6 4"))
-        parts.append(text(left + width - 4, y - 5, f"memory store, {connections} conns: {thousands(value)}/s",
+        # On the title's line, where no bar label can be: the line itself may run through them.
+        panel_x, panel_y = panel
+        parts.append(text(panel_x + PANEL_WIDTH - 14, panel_y + 24,
+                          f"memory store, {connections} conns: {thousands(value)}/s",
                           size=11, anchor="end", fill=MEMORY_COLOUR))
     return parts
 
