@@ -213,14 +213,20 @@ fn take_batch<Request, Answer, User: Eq + Hash + Clone>(
             kept.push_back(waiting_request);
             continue;
         }
+        // A caller that gave up has been told its request never ran, or nothing at all: it must not run.
+        // Dropped here even while its user is in flight, so that a user locked for long, whose clients
+        // keep retrying, does not pile up abandoned requests.
+        if waiting_request.reply.is_closed() {
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            continue;
+        }
         let user = user_of(&waiting_request.request);
         if busy.contains(&user) && !batch_users.contains(&user) {
             kept.push_back(waiting_request);
             continue;
         }
         waiting.fetch_sub(1, Ordering::Relaxed);
-        // A caller that gave up has been told its request never ran, or nothing at all: it must not run.
-        if waiting_request.reply.is_closed() || !waiting_request.claim.take() {
+        if !waiting_request.claim.take() {
             continue;
         }
         batch_users.insert(user);
