@@ -14,15 +14,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::{
-    AccountState, AddOutcome, ChainHead, IdempotencyKey, NewAdd, NewEntry, RecordAddError, StorageError, Transaction,
-    UserId,
+    AccountState, AddOutcome, IdempotencyKey, NewAdd, NewEntry, RecordAddError, StorageError, Transaction, UserId,
 };
-use rust_decimal::Decimal;
 use sqlx::{PgPool, Postgres, Row, Transaction as DbTransaction};
-use uuid::Uuid;
 
 use crate::batch_plan::{BatchPlan, plan};
-use crate::entry_row::{account_from_row, entries_under_keys, entry_from_row};
+use crate::entry_row::{EntryColumns, HeadColumns, account_from_row, entries_under_keys, entry_from_row};
 use crate::errors::{Failure, NoAnswer, commit, violated_constraint};
 use crate::retry::retrying;
 
@@ -175,39 +172,22 @@ async fn write(
     if entries.is_empty() {
         return Ok(());
     }
-    let recorded = || entries.iter().map(|entry| &entry.transaction);
-    let ids: Vec<Uuid> = recorded().map(|t| t.id.as_uuid()).collect();
-    let users: Vec<&str> = recorded().map(|t| t.user_id.as_str()).collect();
-    let sequences: Vec<i64> = recorded().map(|t| t.sequence.to_i64()).collect();
-    let amounts: Vec<Decimal> = recorded().map(|t| t.amount.as_decimal()).collect();
-    let balances_after: Vec<Decimal> = recorded().map(|t| t.balance_after.as_decimal()).collect();
-    let keys: Vec<Option<&str>> =
-        entries.iter().map(|entry| entry.idempotency_key.as_ref().map(IdempotencyKey::as_str)).collect();
-    let times: Vec<DateTime<Utc>> = recorded().map(|t| t.created_at).collect();
-    let hashes: Vec<&[u8]> = recorded().map(|t| &t.hash.as_bytes()[..]).collect();
-
-    // Only accounts with new entries are in `final_states`, so each has a head.
-    let heads: Vec<(&UserId, &AccountState, ChainHead)> =
-        final_states.iter().filter_map(|(user, state)| Some((user, state, state.head?))).collect();
-    let final_users: Vec<&str> = heads.iter().map(|(user, _, _)| user.as_str()).collect();
-    let final_balances: Vec<Decimal> = heads.iter().map(|(_, state, _)| state.balance.as_decimal()).collect();
-    let last_sequences: Vec<i64> = heads.iter().map(|(_, _, head)| head.sequence.to_i64()).collect();
-    let last_hashes: Vec<&[u8]> = heads.iter().map(|(_, _, head)| &head.hash.as_bytes()[..]).collect();
-    let last_times: Vec<DateTime<Utc>> = heads.iter().map(|(_, _, head)| head.created_at).collect();
+    let entries = EntryColumns::of(entries);
+    let heads = HeadColumns::of(final_states);
     sqlx::query(WRITE_ENTRIES_AND_ACCOUNTS)
-        .bind(&ids)
-        .bind(users)
-        .bind(sequences)
-        .bind(amounts)
-        .bind(balances_after)
-        .bind(keys)
-        .bind(times)
-        .bind(hashes)
-        .bind(final_users)
-        .bind(final_balances)
-        .bind(last_sequences)
-        .bind(last_hashes)
-        .bind(last_times)
+        .bind(entries.ids)
+        .bind(entries.users)
+        .bind(entries.sequences)
+        .bind(entries.amounts)
+        .bind(entries.balances_after)
+        .bind(entries.keys)
+        .bind(entries.times)
+        .bind(entries.hashes)
+        .bind(heads.user_ids())
+        .bind(heads.balances)
+        .bind(heads.last_sequences)
+        .bind(heads.last_hashes)
+        .bind(heads.last_times)
         .execute(&mut **transaction)
         .await?;
     Ok(())

@@ -1,7 +1,10 @@
 //! Ledger entries and accounts as rows: the columns every query of entries reads, and their decoding.
 
 use chrono::{DateTime, Utc};
-use domain::{AccountState, ChainHead, EntryHash, Sequence, StorageError, Transaction, TransactionId, UserId};
+use domain::{
+    AccountState, ChainHead, EntryHash, IdempotencyKey, NewEntry, Sequence, StorageError, Transaction, TransactionId,
+    UserId,
+};
 use rust_decimal::Decimal;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -63,4 +66,61 @@ pub fn account_from_row(row: &PgRow) -> Result<AccountState, StorageError> {
     let created_at: Option<DateTime<Utc>> = row.try_get("last_created_at").map_err(storage_error)?;
     let created_at = created_at.ok_or_else(|| corrupt(&"an account with entries has no last_created_at"))?;
     Ok(AccountState { balance, head: Some(ChainHead { sequence, hash, created_at }) })
+}
+
+/// New entries as the arrays a statement `unnest`s into rows of `ledger_entries`, one per column.
+pub struct EntryColumns<'a> {
+    pub ids: Vec<Uuid>,
+    pub users: Vec<&'a str>,
+    pub sequences: Vec<i64>,
+    pub amounts: Vec<Decimal>,
+    pub balances_after: Vec<Decimal>,
+    pub keys: Vec<Option<&'a str>>,
+    pub times: Vec<DateTime<Utc>>,
+    pub hashes: Vec<&'a [u8]>,
+}
+
+impl<'a> EntryColumns<'a> {
+    pub fn of(entries: &'a [NewEntry]) -> Self {
+        let recorded = || entries.iter().map(|entry| &entry.transaction);
+        Self {
+            ids: recorded().map(|t| t.id.as_uuid()).collect(),
+            users: recorded().map(|t| t.user_id.as_str()).collect(),
+            sequences: recorded().map(|t| t.sequence.to_i64()).collect(),
+            amounts: recorded().map(|t| t.amount.as_decimal()).collect(),
+            balances_after: recorded().map(|t| t.balance_after.as_decimal()).collect(),
+            keys: entries.iter().map(|entry| entry.idempotency_key.as_ref().map(IdempotencyKey::as_str)).collect(),
+            times: recorded().map(|t| t.created_at).collect(),
+            hashes: recorded().map(|t| &t.hash.as_bytes()[..]).collect(),
+        }
+    }
+}
+
+/// Accounts' new states as arrays, one per column of `accounts`; only accounts with entries have a head,
+/// and only those are written.
+pub struct HeadColumns<'a> {
+    pub users: Vec<&'a UserId>,
+    pub balances: Vec<Decimal>,
+    pub last_sequences: Vec<i64>,
+    pub last_hashes: Vec<&'a [u8]>,
+    pub last_times: Vec<DateTime<Utc>>,
+}
+
+impl<'a> HeadColumns<'a> {
+    pub fn of(final_states: &'a [(UserId, AccountState)]) -> Self {
+        let heads: Vec<(&UserId, &AccountState, &ChainHead)> =
+            final_states.iter().filter_map(|(user, state)| Some((user, state, state.head.as_ref()?))).collect();
+        Self {
+            users: heads.iter().map(|(user, _, _)| *user).collect(),
+            balances: heads.iter().map(|(_, state, _)| state.balance.as_decimal()).collect(),
+            last_sequences: heads.iter().map(|(_, _, head)| head.sequence.to_i64()).collect(),
+            last_hashes: heads.iter().map(|(_, _, head)| &head.hash.as_bytes()[..]).collect(),
+            last_times: heads.iter().map(|(_, _, head)| head.created_at).collect(),
+        }
+    }
+
+    /// The users, as the text the statements bind.
+    pub fn user_ids(&self) -> Vec<&'a str> {
+        self.users.iter().map(|user| user.as_str()).collect()
+    }
 }

@@ -13,20 +13,15 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use domain::{
-    AccountState, AddOutcome, ChainHead, IdempotencyKey, NewAdd, NewEntry, RecordAddError, StorageError, Transaction,
-    UserId,
-};
-use rust_decimal::Decimal;
+use domain::{AccountState, AddOutcome, IdempotencyKey, NewAdd, RecordAddError, StorageError, Transaction, UserId};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row};
-use uuid::Uuid;
 
 use crate::batch::Deadlines;
 use crate::batch_plan::{BatchPlan, plan};
 use crate::collector::Handled;
-use crate::entry_row::{account_from_row, entries_under_keys, entry_from_row};
+use crate::entry_row::{EntryColumns, HeadColumns, account_from_row, entries_under_keys, entry_from_row};
 use crate::errors::{Failure, NoAnswer, autocommit_failure, is_retryable_conflict, violated_constraint};
 use crate::retry::retrying;
 
@@ -216,48 +211,31 @@ async fn write(
     plan: &BatchPlan,
     read: &Read,
 ) -> Result<HashSet<UserId>, Failure> {
-    let heads: Vec<(&UserId, &AccountState, ChainHead)> =
-        plan.final_states.iter().filter_map(|(user, state)| Some((user, state, state.head?))).collect();
-    let head_users: Vec<&str> = heads.iter().map(|(user, _, _)| user.as_str()).collect();
+    let heads = HeadColumns::of(&plan.final_states);
     let expected: Vec<Option<i64>> = heads
+        .users
         .iter()
-        .map(|(user, _, _)| {
+        .map(|user| {
             let as_read = read.states.get(*user).and_then(|state| state.head);
             read.existing.contains(*user).then(|| as_read.map_or(0, |head| head.sequence.to_i64()))
         })
         .collect();
-    let balances: Vec<Decimal> = heads.iter().map(|(_, state, _)| state.balance.as_decimal()).collect();
-    let last_sequences: Vec<i64> = heads.iter().map(|(_, _, head)| head.sequence.to_i64()).collect();
-    let last_hashes: Vec<&[u8]> = heads.iter().map(|(_, _, head)| &head.hash.as_bytes()[..]).collect();
-    let last_times: Vec<DateTime<Utc>> = heads.iter().map(|(_, _, head)| head.created_at).collect();
-
-    let entries: &[NewEntry] = &plan.entries;
-    let recorded = || entries.iter().map(|entry| &entry.transaction);
-    let ids: Vec<Uuid> = recorded().map(|t| t.id.as_uuid()).collect();
-    let users: Vec<&str> = recorded().map(|t| t.user_id.as_str()).collect();
-    let sequences: Vec<i64> = recorded().map(|t| t.sequence.to_i64()).collect();
-    let amounts: Vec<Decimal> = recorded().map(|t| t.amount.as_decimal()).collect();
-    let balances_after: Vec<Decimal> = recorded().map(|t| t.balance_after.as_decimal()).collect();
-    let keys: Vec<Option<&str>> =
-        entries.iter().map(|entry| entry.idempotency_key.as_ref().map(IdempotencyKey::as_str)).collect();
-    let times: Vec<DateTime<Utc>> = recorded().map(|t| t.created_at).collect();
-    let hashes: Vec<&[u8]> = recorded().map(|t| &t.hash.as_bytes()[..]).collect();
-
+    let entries = EntryColumns::of(&plan.entries);
     let rows = sqlx::query(WRITE_UNCHANGED_ACCOUNTS)
-        .bind(head_users)
+        .bind(heads.user_ids())
         .bind(expected)
-        .bind(balances)
-        .bind(last_sequences)
-        .bind(last_hashes)
-        .bind(last_times)
-        .bind(ids)
-        .bind(users)
-        .bind(sequences)
-        .bind(amounts)
-        .bind(balances_after)
-        .bind(keys)
-        .bind(times)
-        .bind(hashes)
+        .bind(heads.balances)
+        .bind(heads.last_sequences)
+        .bind(heads.last_hashes)
+        .bind(heads.last_times)
+        .bind(entries.ids)
+        .bind(entries.users)
+        .bind(entries.sequences)
+        .bind(entries.amounts)
+        .bind(entries.balances_after)
+        .bind(entries.keys)
+        .bind(entries.times)
+        .bind(entries.hashes)
         .fetch_all(&mut **connection)
         .await
         .map_err(autocommit_failure)?;

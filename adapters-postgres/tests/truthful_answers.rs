@@ -138,6 +138,8 @@ async fn adds_of_other_users(
 async fn a_locked_row_delays_only_its_own_users_adds() {
     let Some((url, ledger)) = ledger_with(|settings| {
         settings.statement_timeout = Duration::from_secs(20);
+        // The locked user's second add waits behind its first for as long as the test holds the lock.
+        settings.queue_timeout = Duration::from_secs(30);
         // One batch in flight: the one every user's add would queue behind, were a blocked user kept in it.
         settings.group_commit = GroupCommitSettings { in_flight: 1, max_batch: 256 };
     })
