@@ -13,13 +13,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use domain::{
-    AccountState, AddOutcome, IdempotencyKey, NewAdd, NewEntry, RecordAddError, StorageError, Transaction, UserId,
-};
+use domain::{AccountState, AddOutcome, IdempotencyKey, NewAdd, NewEntry, RecordAddError, Transaction, UserId};
 use sqlx::{PgPool, Postgres, Row, Transaction as DbTransaction};
 
 use crate::batch_plan::{BatchPlan, plan};
-use crate::entry_row::{EntryColumns, HeadColumns, account_from_row, entries_under_keys, entry_from_row};
+use crate::entry_row::{
+    EntryColumns, HeadColumns, account_from_row, entries_under_keys, keyed_entry_from_row, keys_of,
+};
 use crate::errors::{Failure, NoAnswer, commit, violated_constraint};
 use crate::retry::retrying;
 
@@ -147,17 +147,14 @@ async fn recorded_under_keys(
     transaction: &mut DbTransaction<'_, Postgres>,
     adds: &[NewAdd],
 ) -> Result<HashMap<UserId, HashMap<IdempotencyKey, Transaction>>, Failure> {
-    let (users, keys): (Vec<&str>, Vec<&str>) =
-        adds.iter().filter_map(|add| Some((add.user_id.as_str(), add.idempotency_key.as_ref()?.as_str()))).unzip();
+    let (users, keys) = keys_of(adds);
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
     let rows = sqlx::query(entries_under_keys!()).bind(users).bind(keys).fetch_all(&mut **transaction).await?;
     let mut recorded: HashMap<UserId, HashMap<IdempotencyKey, Transaction>> = HashMap::new();
     for row in &rows {
-        let transaction = entry_from_row(row).map_err(Failure::Corrupt)?;
-        let key: String = row.try_get("idempotency_key")?;
-        let key = IdempotencyKey::parse(key.as_bytes()).map_err(|invalid| Failure::Corrupt(corrupt(invalid)))?;
+        let (key, transaction) = keyed_entry_from_row(row).map_err(Failure::Corrupt)?;
         recorded.entry(transaction.user_id.clone()).or_default().insert(key, transaction);
     }
     Ok(recorded)
@@ -174,15 +171,8 @@ async fn write(
     }
     let entries = EntryColumns::of(entries);
     let heads = HeadColumns::of(final_states);
-    sqlx::query(WRITE_ENTRIES_AND_ACCOUNTS)
-        .bind(entries.ids)
-        .bind(entries.users)
-        .bind(entries.sequences)
-        .bind(entries.amounts)
-        .bind(entries.balances_after)
-        .bind(entries.keys)
-        .bind(entries.times)
-        .bind(entries.hashes)
+    entries
+        .bind_to(sqlx::query(WRITE_ENTRIES_AND_ACCOUNTS))
         .bind(heads.user_ids())
         .bind(heads.balances)
         .bind(heads.last_sequences)
@@ -191,10 +181,6 @@ async fn write(
         .execute(&mut **transaction)
         .await?;
     Ok(())
-}
-
-fn corrupt(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> StorageError {
-    StorageError::Failed(cause.into())
 }
 
 #[cfg(test)]

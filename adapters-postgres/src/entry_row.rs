@@ -2,12 +2,13 @@
 
 use chrono::{DateTime, Utc};
 use domain::{
-    AccountState, ChainHead, EntryHash, IdempotencyKey, NewEntry, Sequence, StorageError, Transaction, TransactionId,
-    UserId,
+    AccountState, ChainHead, EntryHash, IdempotencyKey, NewAdd, NewEntry, Sequence, StorageError, Transaction,
+    TransactionId, UserId,
 };
 use rust_decimal::Decimal;
-use sqlx::Row;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 use crate::errors::{amount_from, balance_from, storage_error};
@@ -29,6 +30,19 @@ macro_rules! entries_under_keys {
     };
 }
 pub(crate) use entries_under_keys;
+
+/// The (user, key) pairs of the keyed adds, as the arrays `$1` and `$2` of [`entries_under_keys`].
+pub fn keys_of(adds: &[NewAdd]) -> (Vec<&str>, Vec<&str>) {
+    adds.iter().filter_map(|add| Some((add.user_id.as_str(), add.idempotency_key.as_ref()?.as_str()))).unzip()
+}
+
+/// An entry found under its key, from a row of [`entries_under_keys`].
+pub fn keyed_entry_from_row(row: &PgRow) -> Result<(IdempotencyKey, Transaction), StorageError> {
+    let transaction = entry_from_row(row)?;
+    let key: &str = row.try_get("idempotency_key").map_err(storage_error)?;
+    let key = IdempotencyKey::parse(key.as_bytes()).map_err(|invalid| StorageError::Failed(Box::new(invalid)))?;
+    Ok((key, transaction))
+}
 
 /// An entry, from a row of [`ENTRY_COLUMNS`]. Every value is checked again: a row that breaks a rule is
 /// reported as a store failure, never passed on.
@@ -93,6 +107,24 @@ impl<'a> EntryColumns<'a> {
             times: recorded().map(|t| t.created_at).collect(),
             hashes: recorded().map(|t| &t.hash.as_bytes()[..]).collect(),
         }
+    }
+}
+
+impl<'a> EntryColumns<'a> {
+    /// Binds the arrays to the next eight parameters, in the order of the columns above.
+    pub fn bind_to<'q>(self, query: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments>
+    where
+        'a: 'q,
+    {
+        query
+            .bind(self.ids)
+            .bind(self.users)
+            .bind(self.sequences)
+            .bind(self.amounts)
+            .bind(self.balances_after)
+            .bind(self.keys)
+            .bind(self.times)
+            .bind(self.hashes)
     }
 }
 

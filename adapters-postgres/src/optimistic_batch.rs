@@ -21,7 +21,9 @@ use sqlx::{PgPool, Postgres, Row};
 use crate::batch::Deadlines;
 use crate::batch_plan::{BatchPlan, plan};
 use crate::collector::Handled;
-use crate::entry_row::{EntryColumns, HeadColumns, account_from_row, entries_under_keys, entry_from_row};
+use crate::entry_row::{
+    EntryColumns, HeadColumns, account_from_row, entries_under_keys, keyed_entry_from_row, keys_of,
+};
 use crate::errors::{Failure, NoAnswer, autocommit_failure, is_retryable_conflict, violated_constraint};
 use crate::retry::retrying;
 
@@ -154,11 +156,10 @@ fn lost_a_race(error: &sqlx::Error) -> bool {
         || matches!(violated_constraint(error), Some("ledger_entries_one_per_key" | "ledger_entries_user_sequence"))
 }
 
-/// What the batch read: the accounts by user (absent: no account), which users have an account row, the
-/// entries under the batch's keys by user, and the database's clock.
+/// What the batch read: the accounts by user (absent: no account), the entries under the batch's keys by
+/// user, and the database's clock.
 struct Read {
     states: HashMap<UserId, AccountState>,
-    existing: HashSet<UserId>,
     recorded: HashMap<UserId, HashMap<IdempotencyKey, Transaction>>,
     now: DateTime<Utc>,
 }
@@ -167,31 +168,20 @@ async fn read(pool: &PgPool, adds: &[NewAdd]) -> Result<(PoolConnection<Postgres
     let mut users: Vec<&str> = adds.iter().map(|add| add.user_id.as_str()).collect();
     users.sort_unstable();
     users.dedup();
-    let (key_users, keys): (Vec<&str>, Vec<&str>) =
-        adds.iter().filter_map(|add| Some((add.user_id.as_str(), add.idempotency_key.as_ref()?.as_str()))).unzip();
+    let (key_users, keys) = keys_of(adds);
     let mut connection = pool.acquire().await?;
     let rows =
         sqlx::query(READ_ACCOUNTS_AND_KEYS).bind(key_users).bind(keys).bind(users).fetch_all(&mut *connection).await?;
-    let mut read = Read {
-        states: HashMap::new(),
-        existing: HashSet::new(),
-        recorded: HashMap::new(),
-        now: DateTime::<Utc>::MIN_UTC,
-    };
+    let mut read = Read { states: HashMap::new(), recorded: HashMap::new(), now: DateTime::<Utc>::MIN_UTC };
     for row in &rows {
         let kind: &str = row.try_get("kind")?;
         match kind {
             "clock" => read.now = row.try_get("now")?,
             "account" => {
-                let user = user_from_row(row)?;
-                read.states.insert(user.clone(), account_from_row(row).map_err(Failure::Corrupt)?);
-                read.existing.insert(user);
+                read.states.insert(user_from_row(row)?, account_from_row(row).map_err(Failure::Corrupt)?);
             }
             _ => {
-                let transaction = entry_from_row(row).map_err(Failure::Corrupt)?;
-                let key: String = row.try_get("idempotency_key")?;
-                let key = IdempotencyKey::parse(key.as_bytes())
-                    .map_err(|invalid| Failure::Corrupt(StorageError::Failed(Box::new(invalid))))?;
+                let (key, transaction) = keyed_entry_from_row(row).map_err(Failure::Corrupt)?;
                 read.recorded.entry(transaction.user_id.clone()).or_default().insert(key, transaction);
             }
         }
@@ -216,29 +206,19 @@ async fn write(
         .users
         .iter()
         .map(|user| {
-            let as_read = read.states.get(*user).and_then(|state| state.head);
-            read.existing.contains(*user).then(|| as_read.map_or(0, |head| head.sequence.to_i64()))
+            // No state read: no account, and one is created.
+            read.states.get(*user).map(|state| state.head.map_or(0, |head| head.sequence.to_i64()))
         })
         .collect();
     let entries = EntryColumns::of(&plan.entries);
-    let rows = sqlx::query(WRITE_UNCHANGED_ACCOUNTS)
+    let heads_bound = sqlx::query(WRITE_UNCHANGED_ACCOUNTS)
         .bind(heads.user_ids())
         .bind(expected)
         .bind(heads.balances)
         .bind(heads.last_sequences)
         .bind(heads.last_hashes)
-        .bind(heads.last_times)
-        .bind(entries.ids)
-        .bind(entries.users)
-        .bind(entries.sequences)
-        .bind(entries.amounts)
-        .bind(entries.balances_after)
-        .bind(entries.keys)
-        .bind(entries.times)
-        .bind(entries.hashes)
-        .fetch_all(&mut **connection)
-        .await
-        .map_err(autocommit_failure)?;
+        .bind(heads.last_times);
+    let rows = entries.bind_to(heads_bound).fetch_all(&mut **connection).await.map_err(autocommit_failure)?;
     rows.iter().map(user_from_row).collect()
 }
 
